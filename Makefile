@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and make:
+#   make demo   train LeNet-5 on the bundled digits (offline) and print the test accuracy
+#   make test   install the test extras and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN ?= runs/lenet5_digits
+
+.PHONY: demo test install install-test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(PY) -m jaxclf.main --config=configs/lenet5_digits.py --workdir=$(RUN)
+
+test: install-test
+	$(PY) -m pytest -n 2 --dist=loadfile -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,120 @@
+"""The config schema: every experiment config starts from :func:`base_config`.
+
+Configs are ml_collections ConfigDicts (type-safe: an override of the wrong type or of a key
+that does not exist is an error). :func:`validate` checks the names that a ConfigDict cannot
+(model, dataset, optimizer, schedule, metrics, task) before any data is read or any
+computation runs, and says what the valid choices are.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+TASKS = ("multiclass", "binary", "multilabel")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults for every key the training loop reads; experiment configs override them."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.task = "multiclass"
+    c.metrics = ("accuracy",)
+
+    # model.name plus keyword arguments for jaxclf.models.create (added per config).
+    c.model = ml_collections.ConfigDict({"name": "lenet5"})
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "digits"
+    c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
+    c.dataset.download = True
+    c.dataset.train_split = "train"
+    c.dataset.eval_splits = ("test",)
+    c.dataset.image_key = "image"
+    c.dataset.label_key = "label"
+    c.dataset.pad = 0  # zero pixels added on each side (e.g. 2: 28x28 MNIST -> 32x32)
+    c.dataset.resize = ml_collections.FieldReference(None, field_type=tuple)
+    c.dataset.normalize = "standardize"  # standardize (train-split stats or mean/std) | unit | none
+    c.dataset.mean = ml_collections.FieldReference(None, field_type=tuple)
+    c.dataset.std = ml_collections.FieldReference(None, field_type=tuple)
+    c.dataset.augment = ()  # any of: random_crop, flip (training only)
+    c.dataset.crop_padding = 4
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"  # sgd | momentum | nesterov | adam | adamw
+    c.optim.lr = 1e-3
+    c.optim.schedule = "constant"  # constant | cosine | step | linear
+    c.optim.warmup_steps = 0
+    c.optim.step_boundaries = (0.5, 0.75)  # 'step': fractions of num_steps
+    c.optim.step_factor = 0.1
+    c.optim.end_lr_factor = 0.0  # cosine/linear: final lr = lr * end_lr_factor
+    c.optim.momentum = 0.9
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.weight_decay = 0.0
+    c.optim.decay_kernels_only = False  # weight decay on kernels only, not biases/norm scales
+    c.optim.clip_norm = 0.0  # global-norm gradient clipping; 0 disables it
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 128
+    c.train.eval_batch_size = 512
+    c.train.num_steps = 1000
+    c.train.eval_every = 500
+    c.train.log_every = 100
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.label_smoothing = 0.0
+    c.train.class_weights = ml_collections.FieldReference(None, field_type=tuple)
+    c.train.aux_loss_weight = 0.3  # weight of auxiliary logits (e.g. GoogLeNet) in the loss
+    c.train.threshold = 0.5  # binary / multi-label decision threshold for the metrics
+    c.train.progress = True  # progress bar on the terminal
+    return c
+
+
+def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of a config file, as ``--config=path:arg`` would load it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_jaxclf_config", path)
+    if spec is None:
+        raise FileNotFoundError(f"config file {path!r} not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def model_kwargs(config) -> dict:
+    """The model section without its name: keyword arguments for models.create."""
+    kwargs = config.model.to_dict()
+    kwargs.pop("name")
+    return kwargs
+
+
+def validate(config) -> None:
+    """Raises ValueError for names and values that would only fail later, listing valid ones."""
+    from jaxclf import data, metrics, models
+    from jaxclf.train import optim
+
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; valid tasks: {', '.join(TASKS)}")
+    if config.model.name not in models.names():
+        raise ValueError(
+            f"unknown model {config.model.name!r}; valid models: {', '.join(models.names())}"
+        )
+    optim.check_names(config.optim)
+    metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
+    data.check_exists(config.dataset.name)
+    unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)
+    if unknown_aug:
+        raise ValueError(
+            f"unknown dataset.augment {sorted(unknown_aug)}; valid: "
+            f"{', '.join(data.input_pipeline.AUGMENTATIONS)}"
+        )
+    if config.dataset.normalize not in data.input_pipeline.NORMALIZATIONS:
+        raise ValueError(
+            f"unknown dataset.normalize {config.dataset.normalize!r}; valid: "
+            f"{', '.join(data.input_pipeline.NORMALIZATIONS)}"
+        )
+    t = config.train
+    for key in ("batch_size", "eval_batch_size", "num_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if t[key] <= 0:
+            raise ValueError(f"train.{key} must be positive, got {t[key]}")

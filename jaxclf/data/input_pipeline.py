@@ -1,0 +1,205 @@
+"""The input pipeline: TFDS splits, preprocessed once, held in memory, batched by index.
+
+Why by index: the examples of step ``s`` are a pure function of ``(seed, s)`` (a fixed
+permutation per epoch), so a resumed run sees exactly the batches an uninterrupted one
+would, and every process of a multi-host job computes the same global batch without
+talking to the others. The arrays live on the devices; the jitted step gathers its batch
+from them, so no image crosses from host to device after start-up.
+
+Evaluation visits every example exactly once: the last batch is padded with copies of
+example 0 and a 0/1 mask marks the padding, which the metrics ignore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+
+import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
+
+NORMALIZATIONS = ("standardize", "unit", "none")
+AUGMENTATIONS = ("random_crop", "flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's preprocessed inputs (float32) and labels (int32), as host arrays."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    splits: dict[str, Split]
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, without the batch dimension."""
+        return next(iter(self.splits.values())).inputs.shape[1:]
+
+
+def check_exists(name: str) -> None:
+    """Raises ValueError if neither the bundled builders nor the TFDS catalog know ``name``."""
+    try:
+        tfds.builder_cls(name.split("/")[0].split(":")[0])
+    except Exception as e:  # TFDS raises its own DatasetNotFoundError with suggestions.
+        bundled = ", ".join(sorted(jaxclf.data.builders.BUILDERS))
+        raise ValueError(
+            f"unknown dataset {name!r}; bundled offline datasets: {bundled}; "
+            f"or any TFDS catalog name (tfds.list_builders()). TFDS said: {e}"
+        ) from None
+
+
+def _read_split(cfg, split: str) -> dict[str, np.ndarray]:
+    """The whole split as numpy arrays, through TFDS (builds bundled datasets on first use)."""
+    data = tfds.load(
+        cfg.name,
+        split=split,
+        data_dir=cfg.data_dir,
+        batch_size=-1,
+        download=cfg.download,
+    )
+    return tfds.as_numpy(data)
+
+
+def _resize(images: np.ndarray, size) -> np.ndarray:
+    if size is None or tuple(images.shape[1:3]) == tuple(size):
+        return images
+    shape = (images.shape[0], *size, images.shape[-1])
+    return np.asarray(jax.image.resize(jnp.asarray(images), shape, method="bilinear"))
+
+
+def _pad(images: np.ndarray, pad: int) -> np.ndarray:
+    if not pad:
+        return images
+    return np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def _as_float_images(images: np.ndarray) -> np.ndarray:
+    """uint8 images to float32 in [0, 1]; other inputs (e.g. sequences) to float32 as is."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
+def _normalization_stats(cfg, train_inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std): explicit in the config, else measured on the train split."""
+    if cfg.normalize not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown dataset.normalize {cfg.normalize!r}; valid: {', '.join(NORMALIZATIONS)}"
+        )
+    channels = train_inputs.shape[-1]
+    if cfg.normalize == "none":
+        return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    if cfg.normalize == "unit":
+        return np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32)
+    if cfg.get("mean") is not None and cfg.get("std") is not None:
+        return np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
+    axes = tuple(range(train_inputs.ndim - 1))
+    mean = train_inputs.mean(axis=axes, dtype=np.float64)
+    std = train_inputs.std(axis=axes, dtype=np.float64)
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def load(cfg) -> Dataset:
+    """Loads the configured splits, preprocessed: to float, pad, resize, normalise.
+
+    ``cfg`` is the config's ``dataset`` section: ``name``, ``data_dir``, ``download``,
+    ``train_split``, ``eval_splits``, ``image_key``, ``label_key``, ``pad``, ``resize``,
+    ``normalize`` (+ optional ``mean``/``std``).
+    """
+    check_exists(cfg.name)
+    names = (cfg.train_split, *cfg.eval_splits)
+    raw = {split: _read_split(cfg, split) for split in dict.fromkeys(names)}
+    splits = {}
+    for split, arrays in raw.items():
+        for key in (cfg.image_key, cfg.label_key):
+            if key not in arrays:
+                raise ValueError(
+                    f"dataset {cfg.name!r} split {split!r} has no feature {key!r}; "
+                    f"features: {', '.join(sorted(arrays))} (set dataset.image_key/label_key)"
+                )
+        inputs = _as_float_images(arrays[cfg.image_key])
+        if inputs.ndim == 4:
+            inputs = _resize(_pad(inputs, cfg.pad), cfg.resize)
+        if len(inputs) == 0:
+            raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
+        splits[split] = Split(inputs, arrays[cfg.label_key].astype(np.int32))
+    mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
+    splits = {
+        k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()
+    }
+    builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
+    num_classes = builder.info.features[cfg.label_key].num_classes
+    return Dataset(cfg.name, splits, num_classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def train_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
+    """Example indices of training step ``step``: a pure function of its arguments.
+
+    Each epoch is a fresh permutation of ``range(n)`` seeded by ``(seed, epoch)``; steps
+    walk through the concatenated epochs, so every example appears once per epoch.
+    """
+    positions = step * batch_size + np.arange(batch_size, dtype=np.int64)
+    epochs, within = np.divmod(positions, n)
+    out = np.empty(batch_size, np.int32)
+    for epoch in np.unique(epochs):
+        sel = epochs == epoch
+        out[sel] = _epoch_permutation(seed, int(epoch), n)[within[sel]]
+    return out
+
+
+def eval_batches(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(indices, mask) batches covering ``range(n)`` once; the last is padded and masked."""
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size, dtype=np.int32)
+        mask = idx < n
+        yield np.where(mask, idx, 0).astype(np.int32), mask.astype(np.float32)
+
+
+def _random_crop(images: jax.Array, key: jax.Array, padding: int) -> jax.Array:
+    """Zero-pads by ``padding`` and crops back at a random offset per image."""
+    n, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * padding + 1)
+
+    def crop(img, off):
+        return jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, img.shape[-1]))
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def _random_flip(images: jax.Array, key: jax.Array) -> jax.Array:
+    flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+    return jnp.where(flip, images[:, :, ::-1, :], images)
+
+
+def augment(images: jax.Array, key: jax.Array, augmentations: tuple[str, ...], crop_padding: int = 4) -> jax.Array:
+    """Random training augmentation inside jit (images NHWC, already normalised)."""
+    for i, name in enumerate(augmentations):
+        sub = jax.random.fold_in(key, i)
+        if name == "random_crop":
+            images = _random_crop(images, sub, crop_padding)
+        elif name == "flip":
+            images = _random_flip(images, sub)
+        else:
+            raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+    return images

@@ -1,0 +1,56 @@
+"""Trains and evaluates a config: ``python -m jaxclf.main --config=configs/X.py --workdir=DIR``.
+
+Overrides: ``--config.optim.lr=0.01``; variants: ``--config=configs/X.py:smoke``. Re-running
+the same command on a workdir resumes it. For several processes (hosts), pass
+``--coordinator=HOST:PORT --num_processes=N --process_id=I``, or ``--distributed`` to let
+``jax.distributed.initialize()`` read SLURM / TPU-pod environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS) is chatty.
+
+import json
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (get_config).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() from the environment.")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0, for multi-process runs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _initialize_distributed() -> None:
+    import jax
+
+    if _COORDINATOR.value:
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    elif _DISTRIBUTED.value:
+        jax.distributed.initialize()
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxclf import config as config_lib
+    from jaxclf.train import train_and_evaluate
+
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
+        logging.set_verbosity(logging.WARNING)
+    config = _CONFIG.value
+    config_lib.validate(config)  # before any compute or distributed set-up
+    _initialize_distributed()
+    results = train_and_evaluate(config, _WORKDIR.value)
+    logging.info("results: %s", results)
+    print(json.dumps(results, indent=2, sort_keys=True))
+    print(f"run files in {os.path.abspath(_WORKDIR.value)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

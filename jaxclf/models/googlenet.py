@@ -1,0 +1,112 @@
+"""GoogLeNet / Inception v1 (Szegedy et al. 2014), in torchvision's batch-norm form.
+
+Nine Inception modules, each concatenating four parallel branches: a 1x1 conv, a 1x1
+reduction then 3x3 conv, a 1x1 reduction then a larger conv, and 3x3 max pool then 1x1
+projection. Every conv is conv -> BN (eps 1e-3) -> relu, as torchvision's GoogLeNet
+(the paper predates batch norm). torchvision's "5x5" branch uses a 3x3 kernel (a
+quirk kept for its pretrained weights); ``wide_kernel=5`` gives the paper's 5x5.
+
+Two auxiliary classifiers (after inception 4a and 4d) add gradient to the middle of
+the network during training; they are on with ``aux_logits=True``. Parameters at 1000
+classes: 6,624,904 without the aux heads (torchvision's published figure: its
+pretrained model drops the heads), 13,004,888 with them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, global_avg_pool, pool
+
+# (1x1, 3x3 reduce, 3x3, wide reduce, wide, pool proj) per module, from the paper's Table 1.
+INCEPTION = {
+    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+}
+GOOGLENET_BN_EPSILON = 1e-3
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated along channels; the output keeps the size."""
+
+    widths: Sequence[int]
+    wide_kernel: int = 3
+    conv: Any = ConvNormAct
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        c1, r3, c3, rw, cw, proj = self.widths
+        conv = self.conv
+        b1 = conv(c1, 1)(x, train=train)
+        b2 = conv(c3, 3)(conv(r3, 1)(x, train=train), train=train)
+        b3 = conv(cw, self.wide_kernel)(conv(rw, 1)(x, train=train), train=train)
+        b4 = conv(proj, 1)(pool(x, "max", 3, 1, padding=1, ceil_mode=True), train=train)
+        return jnp.concatenate([b1, b2, b3, b4], axis=-1)
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier: pool to 4x4 -> 1x1 conv (128) -> fc 1024 -> dropout -> fc."""
+
+    num_classes: int
+    dropout_rate: float = 0.7
+    conv: Any = ConvNormAct
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        x = self.conv(128, 1)(adaptive_avg_pool(x, (4, 4)), train=train)
+        x = nn.relu(nn.Dense(1024, dtype=self.dtype, param_dtype=self.param_dtype)(x.reshape(x.shape[0], -1)))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x).astype(jnp.float32)
+
+
+class GoogLeNet(nn.Module):
+    """Inception v1. Returns logits, or ``(logits, (aux1, aux2))`` when training with
+    ``aux_logits``; the aux heads' parameters exist whenever ``aux_logits`` is set."""
+
+    num_classes: int = 1000
+    aux_logits: bool = False
+    wide_kernel: int = 3
+    norm: str = "batch"
+    dropout_rate: float = 0.2
+    aux_dropout_rate: float = 0.7
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        conv = functools.partial(ConvNormAct, norm=self.norm, norm_epsilon=GOOGLENET_BN_EPSILON,
+                                 dtype=self.dtype, param_dtype=self.param_dtype)
+        aux_head = functools.partial(AuxHead, self.num_classes, self.aux_dropout_rate, conv,
+                                     self.dtype, self.param_dtype)
+        run_aux = self.aux_logits and (train or self.is_initializing())
+        block = lambda name: Inception(INCEPTION[name], self.wide_kernel, conv, name=f"inception{name}")  # noqa: E731
+        max_pool = lambda y, k=3: pool(y, "max", k, 2, ceil_mode=True)  # noqa: E731
+
+        x = x.astype(self.dtype)
+        x = max_pool(conv(64, 7, 2, name="conv1")(x, train=train))
+        x = conv(64, 1, name="conv2")(x, train=train)
+        x = max_pool(conv(192, 3, name="conv3")(x, train=train))
+        x = block("3b")(block("3a")(x, train=train), train=train)
+        x = block("4a")(max_pool(x), train=train)
+        aux1 = aux_head(name="aux1")(x, train=train) if run_aux else None
+        for name in ("4b", "4c", "4d"):
+            x = block(name)(x, train=train)
+        aux2 = aux_head(name="aux2")(x, train=train) if run_aux else None
+        x = max_pool(block("4e")(x, train=train), 2)
+        x = block("5b")(block("5a")(x, train=train), train=train)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(global_avg_pool(x))
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                          name="fc")(x).astype(jnp.float32)
+        return (logits, (aux1, aux2)) if (self.aux_logits and train) else logits
+
+
+MODELS = {"googlenet": GoogLeNet}

@@ -1,0 +1,160 @@
+"""Building blocks shared by the classic CNN families (AlexNet, GoogLeNet, VGG, ResNet).
+
+Padding is explicit and symmetric (k // 2 per side, as PyTorch pads), not 'SAME':
+for a stride-2 layer on an even input 'SAME' pads only bottom/right, which shifts
+every feature map by half a pixel against the published models.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from jaxclf.models.lenet import lookup
+
+# PyTorch's BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def _group_norm(*, num_groups: int = 32, **kw):
+    """GroupNorm whose group count divides narrow layers too (gcd with the channels)."""
+    return functools.partial(_GroupNormAny, num_groups=num_groups, **kw)
+
+
+class _GroupNormAny(nn.Module):
+    num_groups: int = 32
+    epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    scale_init: Callable = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self, x):
+        groups = int(np.gcd(self.num_groups, x.shape[-1]))
+        return nn.GroupNorm(
+            num_groups=groups, epsilon=self.epsilon, dtype=self.dtype,
+            param_dtype=self.param_dtype, scale_init=self.scale_init, name="norm",
+        )(x)
+
+
+NORMS = ("batch", "group", "layer", "none")
+
+
+def make_norm(kind: str, *, train: bool, dtype, param_dtype, epsilon: float = BN_EPSILON,
+              scale_init: Callable = nn.initializers.ones, name: Optional[str] = None) -> Callable:
+    """A normalisation layer by name; 'none' is the identity.
+
+    Batch norm normalises with batch statistics in training and with the running
+    averages (collection 'batch_stats') in evaluation.
+    """
+    kw = dict(dtype=dtype, param_dtype=param_dtype, epsilon=epsilon, scale_init=scale_init, name=name)
+    factories = {
+        "batch": lambda: nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, **kw),
+        "group": lambda: _group_norm(**kw)(),
+        "layer": lambda: nn.LayerNorm(**kw),
+        "none": lambda: (lambda x: x),
+    }
+    return lookup(factories, "norm", kind)()
+
+
+class ConvNormAct(nn.Module):
+    """conv -> norm -> activation, the unit every classic CNN repeats.
+
+    The conv has a bias only without a norm layer (a norm's shift makes it redundant),
+    unless ``use_bias`` says otherwise (VGG-BN keeps it, as torchvision does).
+    """
+
+    features: int
+    kernel: int = 3
+    stride: int = 1
+    padding: Optional[int] = None  # default k // 2 on every side
+    norm: str = "batch"
+    act: Optional[Callable] = nn.relu
+    use_bias: Optional[bool] = None
+    norm_epsilon: float = BN_EPSILON
+    norm_scale_init: Callable = nn.initializers.ones
+    kernel_init: Callable = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        pad = self.kernel // 2 if self.padding is None else self.padding
+        use_bias = self.norm == "none" if self.use_bias is None else self.use_bias
+        x = nn.Conv(
+            self.features, (self.kernel, self.kernel), strides=self.stride,
+            padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=self.kernel_init,
+            dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
+        )(x)
+        x = make_norm(self.norm, train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+                      epsilon=self.norm_epsilon, scale_init=self.norm_scale_init, name="norm")(x)
+        return x if self.act is None else self.act(x)
+
+
+def pool(x, kind: str, window: int, stride: int, padding: int = 0, ceil_mode: bool = False):
+    """Max or average pooling with PyTorch's symmetric padding and optional ceil mode.
+
+    Ceil mode (GoogLeNet) adds bottom/right padding so a partial last window still
+    produces an output, unless that window would start inside the padding only.
+    """
+    pads = []
+    for size in x.shape[1:3]:
+        span = size + 2 * padding - window
+        out = (-(-span // stride) if ceil_mode else span // stride) + 1
+        if ceil_mode and (out - 1) * stride >= size + padding:
+            out -= 1
+        pads.append((padding, (out - 1) * stride + window - size - padding))
+    if kind == "max":
+        return nn.max_pool(x, (window, window), (stride, stride), tuple(pads))
+    return nn.avg_pool(x, (window, window), (stride, stride), tuple(pads), count_include_pad=True)
+
+
+def _adaptive_matrix(size: int, out: int) -> np.ndarray:
+    """(out, size) averaging weights: row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
+    m = np.zeros((out, size), np.float32)
+    for i in range(out):
+        lo, hi = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def adaptive_avg_pool(x, output_size: Sequence[int]):
+    """PyTorch's AdaptiveAvgPool2d on an NHWC batch: any input size -> ``output_size``.
+
+    The windows are rectangles, so the pooling separates into one averaging matrix per
+    axis. A smaller input is replicated (7x7 from 1x1 copies the pixel), which is how
+    AlexNet/VGG keep their classifier's size at any resolution.
+    """
+    rows = jnp.asarray(_adaptive_matrix(x.shape[1], output_size[0]), x.dtype)
+    cols = jnp.asarray(_adaptive_matrix(x.shape[2], output_size[1]), x.dtype)
+    return jnp.einsum("oh,nhwc,pw->nopc", rows, x, cols)
+
+
+def global_avg_pool(x):
+    """Mean over the spatial axes: (N, H, W, C) -> (N, C)."""
+    return jnp.mean(x, axis=(1, 2))
+
+
+def classifier_mlp(x, widths: Sequence[int], num_classes: int, *, dropout_rate: float, train: bool,
+                   dropout_first: bool, dtype, param_dtype,
+                   dense_init: Callable = nn.initializers.lecun_normal()):
+    """Flatten -> hidden dense+relu layers with dropout -> dense(classes), float32 logits.
+
+    AlexNet and VGG share this head; they differ in where dropout sits. AlexNet
+    (``dropout_first``) drops the inputs of each hidden layer (the conv features and
+    fc1's output); VGG drops the outputs of each hidden layer (fc1's and fc2's).
+    """
+    drop = nn.Dropout(dropout_rate, deterministic=not train)
+    x = x.reshape(x.shape[0], -1)
+    for i, width in enumerate(widths):
+        x = drop(x) if dropout_first else x
+        x = nn.relu(nn.Dense(width, dtype=dtype, param_dtype=param_dtype, kernel_init=dense_init,
+                             name=f"fc{i + 1}")(x))
+        x = x if dropout_first else drop(x)
+    return nn.Dense(num_classes, dtype=dtype, param_dtype=param_dtype, kernel_init=dense_init,
+                    name="head")(x).astype(jnp.float32)

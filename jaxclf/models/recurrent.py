@@ -1,0 +1,435 @@
+"""Recurrent sequence models: many-to-one, many-to-many, one-to-many and seq2seq.
+
+Inputs are ``(batch, time, features)``. Variable length is given by ``lengths`` (batch,)
+or a prefix ``mask`` (batch, time); both are optional (fixed-length data such as MNIST-1D
+passes ``x`` only). Padding never changes a result: the recurrence keeps each sequence's
+carry frozen after its last valid step, the backward direction starts at each sequence's
+last valid step, and pooling and attention ignore padded steps.
+
+All models build on ``Recurrence`` (one direction of one layer), which hoists the input
+projection of the cells in ``cells.py`` out of the scan: one ``(B*T, F) x (F, G*H)``
+matmul for all steps, then a scan of only ``W_h h``. Flax's own cells are scanned step
+by step. Parameters are grouped per layer (``layer_0/fwd/cell/...``, ``head``) so that
+``per_layer_norms(grads)`` gives the gradient norm of each layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxclf.models.cells import Carry, can_hoist, make_cell, zero_carry
+from jaxclf.models.lenet import lookup
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resolve_lengths(x, lengths=None, mask=None):
+    """Per-sequence lengths from ``lengths`` or a prefix ``mask``; ``None`` means full."""
+    if lengths is not None:
+        return jnp.asarray(lengths, jnp.int32)
+    if mask is not None:
+        return jnp.sum(mask, axis=1, dtype=jnp.int32)
+    return None
+
+
+def sequence_mask(lengths, max_len: int):
+    """``(batch, max_len)`` bool mask of valid steps (all True when ``lengths`` is None)."""
+    steps = jnp.arange(max_len)[None, :]
+    if lengths is None:
+        return jnp.ones((1, max_len), bool)
+    return steps < lengths[:, None]
+
+
+def reverse_valid(x, lengths):
+    """Reverses each sequence within its own length; padding stays where it is.
+
+    ``[a b c pad] -> [c b a pad]``: a backward scan over the result starts at the last
+    *valid* step, which a plain ``flip`` would not do. It is its own inverse.
+    """
+    if lengths is None:
+        return jnp.flip(x, axis=1)
+    steps = jnp.arange(x.shape[1])[None, :]
+    last = lengths[:, None] - 1
+    idx = jnp.where(steps <= last, last - steps, steps)
+    return x[jnp.arange(x.shape[0])[:, None], idx]
+
+
+def last_valid(x, lengths):
+    """``x[b, lengths[b] - 1]`` (the last step when ``lengths`` is None)."""
+    if lengths is None:
+        return x[:, -1]
+    return x[jnp.arange(x.shape[0]), lengths - 1]
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis restricted to ``mask`` (which must be broadcastable)."""
+    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    return jax.nn.softmax(scores, axis=-1)
+
+
+def masked_token_loss(logits, targets, lengths=None):
+    """Mean cross-entropy over the valid steps of per-step logits ``(B, T, C)``."""
+    losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
+    weights = jnp.broadcast_to(sequence_mask(lengths, logits.shape[1]), losses.shape)
+    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1)
+
+
+def per_layer_norms(tree) -> dict[str, jax.Array]:
+    """The L2 norm of each layer's leaves, e.g. of gradients for the gradient-norm study.
+
+    A layer is the path up to and including a ``layer_<i>`` component (``layer_0``,
+    ``encoder/layer_1``), else the top-level module name (``head``, ``pool``).
+    """
+    squares: dict[str, jax.Array] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = [str(getattr(k, "key", k)) for k in path]
+        keys = keys[1:] if keys[0] == "params" else keys
+        cut = next((i for i, k in enumerate(keys) if re.fullmatch(r"layer_\d+", k)), 0)
+        name = "/".join(keys[: cut + 1])
+        squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
+    return {name: jnp.sqrt(s) for name, s in squares.items()}
+
+
+def _scan_step(hoisted: bool):
+    """The scan body: one cell step whose carry stays frozen where ``valid`` is False."""
+
+    def body(cell, carry, inputs):
+        x, valid = inputs
+        new, y = cell.recur(carry, x) if hoisted else cell(carry, x)
+        if valid is not None:
+            new = jax.tree.map(lambda n, o: jnp.where(valid[:, None], n, o), new, carry)
+        return new, y
+
+    return body
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class Recurrence(nn.Module):
+    """One direction of one recurrent layer: ``(B, T, F) -> (outputs (B, T, H), carry)``.
+
+    ``carry`` is the state after each sequence's last valid step (for ``reverse``, after
+    its first step); outputs are in input order, and undefined at padded steps.
+    """
+
+    kind: str = "lstm"
+    hidden: int = 128
+    reverse: bool = False
+    hoist: bool = True
+    unroll: int = 1
+
+    def setup(self):
+        self.cell = make_cell(self.kind, self.hidden)
+
+    def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
+        hoisted = self.hoist and can_hoist(self.cell)
+        if self.reverse:
+            x = reverse_valid(x, lengths)
+        carry = zero_carry(self.cell, x.shape[0], x.shape[-1]) if initial_carry is None else initial_carry
+        xs = self.cell.project_inputs(x) if hoisted else x
+        valid = None if lengths is None else sequence_mask(lengths, x.shape[1])
+        scan = nn.scan(
+            _scan_step(hoisted),
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+            unroll=self.unroll,
+        )
+        carry, ys = scan(self.cell, carry, (xs, valid))
+        if self.reverse:
+            ys = reverse_valid(ys, lengths)
+        return ys, carry
+
+    def step(self, carry: Carry, x):
+        """One step of the cell from a raw input (for autoregressive sampling)."""
+        return self.cell(carry, x)
+
+
+class BiLayer(nn.Module):
+    """A layer, forward (``fwd``) and optionally backward (``bwd``), outputs concatenated.
+
+    Returns ``(outputs (B, T, D*H), summary (B, D*H), carries)``, where ``summary`` is the
+    state after reading each whole valid sequence: forward at its last valid step and
+    backward at step 0, and ``carries`` is the tuple of the directions' final carries.
+    """
+
+    kind: str = "lstm"
+    hidden: int = 128
+    bidirectional: bool = False
+    hoist: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
+        layer = functools.partial(Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll)
+        ys, carry = layer(name="fwd")(x, lengths, initial_carry)
+        outputs, summary, carries = [ys], [last_valid(ys, lengths)], [carry]
+        if self.bidirectional:
+            ys, carry = layer(reverse=True, name="bwd")(x, lengths)
+            outputs.append(ys)
+            summary.append(ys[:, 0])
+            carries.append(carry)
+        return jnp.concatenate(outputs, -1), jnp.concatenate(summary, -1), tuple(carries)
+
+
+class Encoder(nn.Module):
+    """Stacked ``BiLayer``s ``layer_0 .. layer_{n-1}``, dropout between them."""
+
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout_rate: float = 0.0
+    hoist: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, lengths=None, *, train: bool = False):
+        for i in range(self.num_layers):
+            if i:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x, summary, carries = BiLayer(
+                self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll, name=f"layer_{i}"
+            )(x, lengths)
+        return x, summary, carries
+
+
+def _pool_last(h, summary, lengths):
+    return summary
+
+
+def _pool_mean(h, summary, lengths):
+    valid = sequence_mask(lengths, h.shape[1])[..., None]
+    return jnp.sum(h * valid, 1) / jnp.maximum(jnp.sum(valid, 1), 1)
+
+
+def _pool_max(h, summary, lengths):
+    valid = sequence_mask(lengths, h.shape[1])[..., None]
+    return jnp.max(jnp.where(valid, h, -jnp.inf), axis=1)
+
+
+class AttentionPool(nn.Module):
+    """Attention pooling: a learned query scores ``tanh(W h_t)`` keys; masked softmax.
+
+    The weights are sown as ``intermediates/attention`` for inspection.
+    """
+
+    features: int = 64
+
+    @nn.compact
+    def __call__(self, h, summary, lengths):
+        keys = jnp.tanh(nn.Dense(self.features, name="key")(h))
+        query = self.param("query", nn.initializers.normal(1.0), (self.features,))
+        scores = keys @ query / jnp.sqrt(self.features)
+        weights = masked_softmax(scores, sequence_mask(lengths, h.shape[1]))
+        self.sow("intermediates", "attention", weights)
+        return jnp.einsum("bt,btd->bd", weights, h)
+
+
+_POOLS = {"last": _pool_last, "mean": _pool_mean, "max": _pool_max, "attention": None}
+
+# ----------------------------------------------------------------------------- models
+
+
+class RNNClassifier(nn.Module):
+    """Many-to-one: encode the sequence, pool over valid steps, classify.
+
+    ``pooling``: 'last' (state after the whole valid sequence, both directions), 'mean' or
+    'max' over valid steps, or 'attention' (``AttentionPool``).
+    """
+
+    num_classes: int = 10
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    pooling: str = "last"
+    dropout_rate: float = 0.0
+    hoist: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
+        pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(self.hidden, name="pool")
+        lengths = resolve_lengths(x, lengths, mask)
+        h, summary, _ = Encoder(
+            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
+            self.hoist, self.unroll, name="encoder",
+        )(x.astype(jnp.float32), lengths, train=train)
+        z = nn.Dropout(self.dropout_rate, deterministic=not train)(pool(h, summary, lengths))
+        return nn.Dense(self.num_classes, name="head")(z).astype(jnp.float32)
+
+
+class RNNTagger(nn.Module):
+    """Many-to-many (one label per step): logits ``(B, T, classes)``, zero at padding."""
+
+    num_classes: int = 10
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout_rate: float = 0.0
+    hoist: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
+        lengths = resolve_lengths(x, lengths, mask)
+        h, _, _ = Encoder(
+            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
+            self.hoist, self.unroll, name="encoder",
+        )(x.astype(jnp.float32), lengths, train=train)
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+        logits = nn.Dense(self.num_classes, name="head")(h).astype(jnp.float32)
+        return logits * sequence_mask(lengths, x.shape[1])[..., None]
+
+
+class RNNGenerator(nn.Module):
+    """One-to-many: a token sequence from a class id ``(B,)`` int or a latent ``(B, D)``.
+
+    At each step the cell reads the previous token's embedding and the condition, and a
+    head gives next-token logits over ``vocab_size`` tokens; emitting ``end_token`` ends
+    the sequence. ``__call__(cond, targets=...)`` trains by teacher forcing (the inputs are
+    the targets shifted right after a start token); ``sample`` generates.
+    """
+
+    num_classes: int = 10  # conditioning classes (unused for latent conditions)
+    vocab_size: int = 16
+    end_token: int = 0
+    cell: str = "gru"
+    hidden: int = 128
+    embed_dim: int = 32
+    hoist: bool = True
+    unroll: int = 1
+
+    def setup(self):
+        self.class_embed = nn.Embed(self.num_classes, self.embed_dim)
+        self.latent = nn.Dense(self.embed_dim)
+        self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim)  # last id: start
+        self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll)
+        self.head = nn.Dense(self.vocab_size)
+
+    def _condition(self, cond):
+        if jnp.issubdtype(cond.dtype, jnp.integer):
+            return self.class_embed(cond)
+        return self.latent(cond.astype(jnp.float32))
+
+    def _inputs(self, tokens, c):
+        """Cell inputs ``[embed(token), condition]`` for tokens ``(B, T)``."""
+        e = self.token_embed(tokens)
+        return jnp.concatenate([e, jnp.broadcast_to(c[:, None], e.shape[:2] + c.shape[-1:])], -1)
+
+    def __call__(self, x, *, targets, train: bool = False):
+        """Teacher forcing: logits ``(B, T, vocab)`` for ``targets`` ``(B, T)``."""
+        del train
+        start = jnp.full((targets.shape[0], 1), self.vocab_size, targets.dtype)
+        prev = jnp.concatenate([start, targets[:, :-1]], axis=1)
+        h, _ = self.layer_0(self._inputs(prev, self._condition(x)))
+        return self.head(h).astype(jnp.float32)
+
+    def _sample(self, cond, max_len: int, temperature: float):
+        c = self._condition(cond)
+        batch = c.shape[0]
+
+        def step(module, state, _):
+            carry, prev, done, length = state
+            carry, h = module.layer_0.step(carry, module._inputs(prev[:, None], c)[:, 0])
+            logits = module.head(h).astype(jnp.float32)
+            if temperature == 0:
+                token = jnp.argmax(logits, -1)
+            else:
+                token = jax.random.categorical(module.make_rng("sample"), logits / temperature)
+            token = jnp.where(done, self.end_token, token).astype(jnp.int32)
+            length = length + (~done)
+            return (carry, token, done | (token == self.end_token), length), token
+
+        carry = zero_carry(self.layer_0.cell, batch, self.embed_dim + c.shape[-1])
+        start = jnp.full((batch,), self.vocab_size, jnp.int32)
+        state = (carry, start, jnp.zeros((batch,), bool), jnp.zeros((batch,), jnp.int32))
+        scan = nn.scan(
+            step, variable_broadcast="params", split_rngs={"params": False, "sample": True},
+            length=max_len, out_axes=1,
+        )
+        (_, _, _, lengths), tokens = scan(self, state, None)
+        return tokens, lengths
+
+    @nn.nowrap
+    def sample(self, params, rng, cond, max_len: int, temperature: float = 1.0):
+        """Samples ``(tokens (B, max_len), lengths (B,))`` given ``cond``.
+
+        A sequence stops after its first ``end_token`` (counted in its length; later
+        positions are filled with ``end_token``) or at ``max_len``. ``temperature`` divides
+        the logits; 0 means greedy. ``params``: the variables from ``init`` or their
+        ``'params'`` entry. Under ``jit``, ``max_len`` and ``temperature`` must be static.
+        """
+        variables = params if "params" in params else {"params": params}
+        return self.apply(
+            variables, jnp.asarray(cond), max_len, temperature,
+            rngs={"sample": rng}, method=self._sample,
+        )
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder with Luong ('general') attention over the encoder's valid steps.
+
+    The encoder reads float features ``x`` (B, S, F); the decoder, started from the
+    encoder's final forward carry, reads the target tokens shifted right after a start
+    token (teacher forcing). Without input feeding the decoder does not depend on the
+    attention, so it runs as one hoisted scan and attention is one batched product:
+    ``score(s_t, h_j) = s_t^T W_a h_j``, ``out_t = tanh(W_c [ctx_t, s_t])``.
+    Returns logits ``(B, T, num_classes)``; ``num_classes`` is the target vocabulary.
+    The attention weights are sown as ``intermediates/attention``.
+    """
+
+    num_classes: int = 10
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    embed_dim: int = 32
+    dropout_rate: float = 0.0
+    hoist: bool = True
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, x, *, targets, lengths=None, mask=None, train: bool = False):
+        lengths = resolve_lengths(x, lengths, mask)
+        enc, _, carries = Encoder(
+            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
+            self.hoist, self.unroll, name="encoder",
+        )(x.astype(jnp.float32), lengths, train=train)
+        start = jnp.full((targets.shape[0], 1), self.num_classes, targets.dtype)
+        prev = jnp.concatenate([start, targets[:, :-1]], axis=1)
+        e = nn.Embed(self.num_classes + 1, self.embed_dim, name="embed")(prev)
+        s, _ = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll, name="decoder")(
+            e, initial_carry=carries[0]
+        )
+        scores = jnp.einsum("btd,bsd->bts", nn.Dense(enc.shape[-1], use_bias=False, name="attention")(s), enc)
+        weights = masked_softmax(scores, sequence_mask(lengths, enc.shape[1])[:, None, :])
+        self.sow("intermediates", "attention", weights)
+        context = jnp.einsum("bts,bsd->btd", weights, enc)
+        out = jnp.tanh(nn.Dense(self.hidden, name="combine")(jnp.concatenate([context, s], -1)))
+        out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
+        return nn.Dense(self.num_classes, name="head")(out).astype(jnp.float32)
+
+
+MODELS = {
+    "rnn_classifier": RNNClassifier,
+    "rnn": functools.partial(RNNClassifier, cell="rnn"),
+    "lstm": functools.partial(RNNClassifier, cell="lstm"),
+    "gru": functools.partial(RNNClassifier, cell="gru"),
+    "bilstm": functools.partial(RNNClassifier, cell="lstm", bidirectional=True),
+    "bigru": functools.partial(RNNClassifier, cell="gru", bidirectional=True),
+    "lstm_attention": functools.partial(RNNClassifier, cell="lstm", pooling="attention"),
+    "rnn_tagger": RNNTagger,
+    "rnn_generator": RNNGenerator,
+    "seq2seq": Seq2Seq,
+}

@@ -1,0 +1,64 @@
+"""Orbax checkpoints of the train state: asynchronous saves, keep the last N, safe restore.
+
+Orbax writes each step into a temporary directory and renames it when complete, so an
+interrupted save is never listed as a step. A step that is listed but cannot be read
+(truncated or corrupted files) makes :func:`restore_latest` warn, naming the step, and fall
+back to the newest readable one; it never silently starts from scratch when steps exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class NoValidCheckpointError(RuntimeError):
+    """Checkpoints exist but none can be restored."""
+
+
+def manager(directory: str | Path, keep: int) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True)
+    return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, item: Any) -> None:
+    """Starts an asynchronous save of ``item`` (a pytree of arrays) at ``step``."""
+    mngr.save(step, args=ocp.args.StandardSave(item))
+
+
+def restore_latest(mngr: ocp.CheckpointManager, target: Any) -> tuple[int, Any] | None:
+    """(step, item) of the newest readable checkpoint shaped and sharded like ``target``.
+
+    Returns None when there is no checkpoint; raises NoValidCheckpointError when every
+    listed checkpoint fails to restore.
+    """
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    steps = sorted(mngr.all_steps(), reverse=True)
+    errors = []
+    for step in steps:
+        try:
+            return step, mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # Orbax raises many types for unreadable files.
+            errors.append(f"step {step}: {type(e).__name__}: {e}")
+            logging.warning("checkpoint at step %d is unreadable (%s); trying an earlier one", step, e)
+    if steps:
+        raise NoValidCheckpointError(
+            f"no checkpoint in {mngr.directory} could be restored:\n  " + "\n  ".join(errors)
+        )
+    return None
+
+
+def load(directory: str | Path, step: int | None = None) -> tuple[int, Any]:
+    """(step, item) of a checkpoint as plain nested dicts of arrays, no target needed.
+
+    For inspection and tools (compare runs, export weights); ``step`` defaults to the latest.
+    """
+    with ocp.CheckpointManager(Path(directory).absolute(), options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        return step, mngr.restore(step, args=ocp.args.StandardRestore())

@@ -1,0 +1,57 @@
+"""Where metrics go: ``metrics.jsonl`` (one object per step and split) and TensorBoard.
+
+Only process 0 writes. On resume, lines logged after the restored step are dropped so the
+file reads as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import jax
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drops ``metrics.jsonl`` lines with a step greater than ``step``."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+class MetricWriter:
+    """Appends scalars to metrics.jsonl and TensorBoard event files under ``workdir``."""
+
+    def __init__(self, workdir: Path, *, resume_step: int = 0):
+        self.enabled = jax.process_index() == 0
+        self.path = Path(workdir) / "metrics.jsonl"
+        self._tb = {}
+        self._tb_dir = Path(workdir) / "tensorboard"
+        if self.enabled:
+            truncate_after(self.path, resume_step)
+
+    def _tensorboard(self, split: str):
+        if split not in self._tb:
+            import tensorflow as tf  # TFDS already needs it; imported only when writing.
+
+            self._tb[split] = tf.summary.create_file_writer(str(self._tb_dir / split))
+        return self._tb[split]
+
+    def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        import tensorflow as tf
+
+        with self._tensorboard(split).as_default(step=int(step)):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, float(value))
+
+    def close(self) -> None:
+        for writer in self._tb.values():
+            writer.flush()
+            writer.close()

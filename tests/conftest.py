@@ -1,0 +1,35 @@
+"""Test session set-up: 4 simulated CPU devices, quiet TensorFlow, a per-session TFDS dir.
+
+Tests that want one device pass ``devices=jax.devices()[:1]`` explicitly.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax
+import pytest
+
+jax.config.update("jax_num_cpu_devices", 4)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+    """A TFDS data_dir shared by the session's tests (bundled datasets are built once)."""
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def smoke_config(tfds_dir):
+    """The LeNet-5 digits smoke config, quiet, reading data from the session's TFDS dir."""
+    from jaxclf import config as config_lib
+
+    c = config_lib.load(os.path.join(REPO, "configs", "lenet5_digits.py"), "smoke")
+    c.dataset.data_dir = tfds_dir
+    c.train.progress = False
+    c.train.batch_size = 32
+    c.train.eval_batch_size = 64
+    return c
