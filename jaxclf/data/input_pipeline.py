@@ -64,15 +64,16 @@ def check_exists(name: str) -> None:
 
 
 def _read_split(cfg, split: str) -> dict[str, np.ndarray]:
-    """The whole split as numpy arrays, through TFDS (builds bundled datasets on first use)."""
-    data = tfds.load(
-        cfg.name,
-        split=split,
-        data_dir=cfg.data_dir,
-        batch_size=-1,
-        download=cfg.download,
-    )
-    return tfds.as_numpy(data)
+    """The whole split as numpy arrays, through TFDS (builds bundled datasets on first use).
+
+    Read in chunks and concatenated rather than with ``batch_size=-1``, which needs the
+    split's size up front (and crashes TensorFlow on mocked catalog datasets).
+    """
+    ds = tfds.load(cfg.name, split=split, data_dir=cfg.data_dir, download=cfg.download)
+    chunks = list(tfds.as_numpy(ds.batch(4096)))
+    if not chunks:
+        raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
+    return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
 
 def _resize(images: np.ndarray, size) -> np.ndarray:
@@ -135,8 +136,6 @@ def load(cfg) -> Dataset:
         inputs = _as_float_images(arrays[cfg.image_key])
         if inputs.ndim == 4:
             inputs = _resize(_pad(inputs, cfg.pad), cfg.resize)
-        if len(inputs) == 0:
-            raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
         splits[split] = Split(inputs, arrays[cfg.label_key].astype(np.int32))
     mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
     splits = {

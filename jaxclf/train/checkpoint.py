@@ -53,12 +53,20 @@ def restore_latest(mngr: ocp.CheckpointManager, target: Any) -> tuple[int, Any] 
 
 
 def load(directory: str | Path, step: int | None = None) -> tuple[int, Any]:
-    """(step, item) of a checkpoint as plain nested dicts of arrays, no target needed.
+    """(step, item) of a checkpoint as nested dicts of arrays on one local device.
 
-    For inspection and tools (compare runs, export weights); ``step`` defaults to the latest.
+    Needs no target and works whatever device topology wrote it (for inspection and tools:
+    compare runs, export weights). ``step`` defaults to the latest.
     """
-    with ocp.CheckpointManager(Path(directory).absolute(), options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
+    options = ocp.CheckpointManagerOptions(create=False)
+    handler = ocp.StandardCheckpointHandler()
+    with ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=handler) as mngr:
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {directory}")
-        return step, mngr.restore(step, args=ocp.args.StandardRestore())
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+            dict(mngr.item_metadata(step).tree),
+        )
+        return step, mngr.restore(step, args=ocp.args.StandardRestore(target))

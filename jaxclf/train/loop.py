@@ -95,8 +95,9 @@ def train_and_evaluate(
 
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
     example = jnp.zeros((1, *ds.input_shape), jnp.float32)
+    empty_metrics = jax.jit(metric_set.empty, out_shardings=repl)
     state = jax.jit(state_lib.init_state, static_argnums=(0, 1), out_shardings=repl)(model, tx, example, init_key)
-    train_metrics = jax.device_put(metric_set.empty(), repl)
+    train_metrics = empty_metrics()
 
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
     restored = checkpoint.restore_latest(ckpt, {"state": state, "train_metrics": train_metrics})
@@ -135,7 +136,7 @@ def train_and_evaluate(
         for split in config.dataset.eval_splits:
             arrays = _device_split(ds.splits[split], repl) if split not in eval_cache else eval_cache[split]
             eval_cache[split] = arrays
-            acc = jax.device_put(metric_set.empty(), repl)
+            acc = empty_metrics()
             n = ds.splits[split].num_examples
             for idx, mask in data.eval_batches(n, config.train.eval_batch_size):
                 acc = eval_fn(state, acc, arrays, mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded))
@@ -159,7 +160,7 @@ def train_and_evaluate(
                 raise FloatingPointError(f"non-finite training loss {scalars['loss']} at step {done}")
             writer.write(done, "train", scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-            train_metrics = jax.device_put(metric_set.empty(), repl)
+            train_metrics = empty_metrics()
         if done % t.eval_every == 0 or done == num_steps:
             results = evaluate(state)
             for split, scalars in results.items():

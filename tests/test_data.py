@@ -1,0 +1,73 @@
+"""The offline digits builder, the catalog path (mock data), and the index pipeline."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from sklearn.datasets import load_digits
+
+from jaxclf import data
+from jaxclf.data.builders import digits
+
+
+def test_digits_builder_matches_sklearn(smoke_config):
+    ds = data.load(smoke_config.dataset)
+    assert ds.num_classes == 10
+    assert {k: v.num_examples for k, v in ds.splits.items()} == {"train": 1347, "test": 450}
+    assert ds.input_shape == (32, 32, 1)
+    expected = load_digits().target[digits.split_indices()["test"]]
+    assert sorted(ds.splits["test"].labels.tolist()) == sorted(expected.tolist())
+    assert set(np.bincount(ds.splits["test"].labels).tolist()) <= {43, 44, 45, 46}  # stratified
+    # standardised with train-split statistics
+    train = ds.splits["train"].inputs
+    assert abs(train.mean()) < 1e-4 and abs(train.std() - 1) < 1e-3
+
+
+def test_split_is_fixed_and_disjoint():
+    a, b = digits.split_indices(), digits.split_indices()
+    np.testing.assert_array_equal(a["test"], b["test"])
+    assert not set(a["train"]) & set(a["test"])
+    assert len(a["train"]) + len(a["test"]) == 1797
+
+
+def test_catalog_dataset_through_same_path(smoke_config):
+    """--config.dataset.name=mnist works unchanged; served by tfds.testing.mock_data."""
+    cfg = smoke_config.dataset
+    cfg.name, cfg.pad, cfg.resize = "mnist", 2, None
+    with tfds.testing.mock_data(num_examples=24):
+        ds = data.load(cfg)
+    assert ds.num_classes == 10
+    assert ds.input_shape == (32, 32, 1)
+    assert ds.splits["train"].num_examples == 24
+
+
+def test_missing_feature_names_the_features(smoke_config):
+    cfg = smoke_config.dataset
+    cfg.image_key = "img"
+    with pytest.raises(ValueError, match="no feature 'img'.*image, label"):
+        data.load(cfg)
+
+
+def test_train_indices_are_a_pure_function_of_seed_and_step():
+    n, b = 50, 8
+    a = [data.train_indices(3, s, b, n) for s in range(40)]
+    data.input_pipeline._epoch_permutation.cache_clear()
+    c = [data.train_indices(3, s, b, n) for s in range(39, -1, -1)][::-1]
+    np.testing.assert_array_equal(np.concatenate(a), np.concatenate(c))
+    assert not np.array_equal(np.concatenate(a), np.concatenate([data.train_indices(4, s, b, n) for s in range(40)]))
+
+
+def test_each_epoch_visits_every_example_once():
+    n, b = 50, 8
+    stream = np.concatenate([data.train_indices(0, s, b, n) for s in range(50)])  # 400 = 8 epochs
+    for epoch in range(8):
+        assert sorted(stream[epoch * n : (epoch + 1) * n].tolist()) == list(range(n))
+    assert not np.array_equal(stream[:n], stream[n : 2 * n])  # reshuffled per epoch
+
+
+def test_eval_batches_cover_every_example_exactly_once():
+    batches = list(data.eval_batches(10, 4))
+    assert len(batches) == 3
+    idx = np.concatenate([i for i, _ in batches])
+    mask = np.concatenate([m for _, m in batches])
+    assert sorted(idx[mask == 1].tolist()) == list(range(10))
+    assert mask.tolist() == [1] * 10 + [0] * 2

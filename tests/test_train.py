@@ -1,0 +1,117 @@
+"""End to end: workdir files, deterministic resume, exact evaluation, data parallelism."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxclf import data
+from jaxclf.train import build_model, checkpoint, losses, train_and_evaluate
+from jaxclf.train.workdir import WorkdirError
+
+
+
+def one_device():
+    return jax.devices()[:1]
+
+
+def params_of(workdir):
+    _, item = checkpoint.load(os.path.join(workdir, "checkpoints"))
+    return item["state"]["params"]
+
+
+def read(workdir, name):
+    with open(os.path.join(workdir, name)) as f:
+        return f.read()
+
+
+def test_run_writes_every_workdir_file(smoke_config, tmp_path):
+    results = train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+    assert set(os.listdir(tmp_path)) >= {"config.json", "metrics.jsonl", "results.json", "checkpoints", "tensorboard"}
+    assert json.loads(read(tmp_path, "results.json")) == results
+    assert set(results["test"]) == {"accuracy", "loss"}
+    assert json.loads(read(tmp_path, "config.json"))["model"]["name"] == "lenet5"
+    records = [json.loads(line) for line in read(tmp_path, "metrics.jsonl").splitlines()]
+    assert [(r["step"], r["split"]) for r in records] == [(3, "train"), (3, "test"), (6, "train"), (6, "test")]
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 6]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard" / "train"))
+
+
+def test_interrupted_and_resumed_run_is_bitwise_identical(smoke_config, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    expected = train_and_evaluate(smoke_config, whole, devices=one_device())
+    assert train_and_evaluate(smoke_config, parts, devices=one_device(), stop_at=4) == {}
+    assert checkpoint.load(parts / "checkpoints")[0] == 4
+    assert train_and_evaluate(smoke_config, parts, devices=one_device()) == expected
+    jax.tree.map(np.testing.assert_array_equal, params_of(whole), params_of(parts))
+    assert read(whole, "metrics.jsonl") == read(parts, "metrics.jsonl")
+    # Re-running a finished run does no training and reports the same results.
+    assert train_and_evaluate(smoke_config, parts, devices=one_device()) == expected
+
+
+def test_evaluation_counts_every_example_once(smoke_config, tmp_path):
+    """450 test images in batches of 64: the padded last batch is masked, not dropped."""
+    results = train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+    ds = data.load(smoke_config.dataset)
+    test = ds.splits["test"]
+    model = build_model(smoke_config, ds.num_classes)
+    logits = np.asarray(model.apply({"params": params_of(tmp_path)}, jnp.asarray(test.inputs)))
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)
+    assert results["test"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == test.labels), abs=1e-7)
+    assert results["test"]["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-5)
+
+
+def test_four_devices_match_one(smoke_config, tmp_path):
+    one = train_and_evaluate(smoke_config, tmp_path / "one", devices=jax.devices()[:1])
+    four = train_and_evaluate(smoke_config, tmp_path / "four", devices=jax.devices()[:4])
+    assert len(jax.devices()) >= 4
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0),
+        params_of(tmp_path / "one"),
+        params_of(tmp_path / "four"),
+    )
+    assert one["test"]["accuracy"] == pytest.approx(four["test"]["accuracy"], abs=1e-6)
+
+
+def test_batch_not_divisible_by_devices_is_rejected(smoke_config, tmp_path):
+    smoke_config.train.batch_size = 30
+    with pytest.raises(ValueError, match="batch_size=30 is not divisible by the 4 devices"):
+        train_and_evaluate(smoke_config, tmp_path, devices=jax.devices()[:4])
+
+
+@pytest.mark.parametrize("make_path", [lambda t: t / "file" / "run", lambda t: "/proc/jaxclf-run"])
+def test_unusable_workdir_is_a_clear_error(smoke_config, tmp_path, make_path):
+    (tmp_path / "file").write_text("in the way")
+    path = make_path(tmp_path)
+    with pytest.raises(WorkdirError, match="workdir .* is not usable"):
+        train_and_evaluate(smoke_config, path, devices=one_device())
+
+
+def test_one_vs_rest_trains_k_binary_classifiers():
+    logits = jnp.array([[2.0, -1.0, 0.5]])
+    labels = jnp.array([0])
+    expected = -np.log(jax.nn.sigmoid(2.0)) - np.log(1 - jax.nn.sigmoid(-1.0)) - np.log(1 - jax.nn.sigmoid(0.5))
+    got = losses.per_example_loss(logits, labels, task="multiclass", one_vs_rest=True)
+    np.testing.assert_allclose(got, [expected], rtol=1e-6)
+
+
+def test_class_weights_and_label_smoothing():
+    logits = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    labels = jnp.array([0, 1])
+    plain = losses.per_example_loss(logits, labels, task="multiclass")
+    weighted = losses.per_example_loss(logits, labels, task="multiclass", class_weights=(1.0, 3.0))
+    np.testing.assert_allclose(weighted, plain * jnp.array([1.0, 3.0]), rtol=1e-6)
+    smooth = losses.per_example_loss(logits, labels, task="multiclass", label_smoothing=0.2)
+    logp = jax.nn.log_softmax(logits)
+    np.testing.assert_allclose(smooth, -(0.9 * logp[[0, 1], [0, 1]] + 0.1 * logp[[0, 1], [1, 0]]), rtol=1e-6)
+
+
+def test_binary_loss_is_sigmoid_cross_entropy():
+    logits = jnp.array([[0.3], [-2.0]])
+    labels = jnp.array([1, 0])
+    expected = [-np.log(jax.nn.sigmoid(0.3)), -np.log(1 - jax.nn.sigmoid(-2.0))]
+    np.testing.assert_allclose(losses.per_example_loss(logits, labels, task="binary"), expected, rtol=1e-6)
