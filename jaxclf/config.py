@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.class_weights = ml_collections.FieldReference(None, field_type=tuple)
     c.train.aux_loss_weight = 0.3  # weight of auxiliary logits (e.g. GoogLeNet) in the loss
     c.train.threshold = 0.5  # binary / multi-label decision threshold for the metrics
+    c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
     return c
 

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS) is chatty.
 
 import json
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -23,6 +24,14 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0, for multi-process runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir whose config.json differs from this config."
+)
+_FRESH_IF_UNREADABLE = flags.DEFINE_bool(
+    "fresh_if_unreadable", False, "Start from scratch if every checkpoint in the workdir is unreadable."
+)
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the scheduler may re-run the same command to resume
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -39,14 +48,26 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from jaxclf import config as config_lib
-    from jaxclf.train import train_and_evaluate
+    from jaxclf.train import checkpoint, preemption, train_and_evaluate, workdir
 
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     config_lib.validate(config)  # before any compute or distributed set-up
     _initialize_distributed()
-    results = train_and_evaluate(config, _WORKDIR.value)
+    try:
+        results = train_and_evaluate(
+            config,
+            _WORKDIR.value,
+            allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+            fresh_if_unreadable=_FRESH_IF_UNREADABLE.value,
+        )
+    except preemption.Preempted as e:
+        logging.error("%s", e)
+        sys.exit(EXIT_PREEMPTED)
+    except (workdir.WorkdirError, checkpoint.NoValidCheckpointError, FloatingPointError) as e:
+        logging.error("%s", e)
+        sys.exit(1)
     logging.info("results: %s", results)
     print(json.dumps(results, indent=2, sort_keys=True))
     print(f"run files in {os.path.abspath(_WORKDIR.value)}")

@@ -21,7 +21,9 @@ class NoValidCheckpointError(RuntimeError):
 
 
 def manager(directory: str | Path, keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=True, cleanup_tmp_directories=True
+    )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
@@ -30,21 +32,39 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any) -> None:
     mngr.save(step, args=ocp.args.StandardSave(item))
 
 
+def _quarantine(mngr: ocp.CheckpointManager, step: int) -> Path:
+    """Moves an unreadable step out of the manager's sight (kept for inspection, not deleted)."""
+    source = Path(mngr.directory) / str(step)
+    target = Path(mngr.directory).parent / "checkpoints.unreadable" / str(step)
+    target.parent.mkdir(exist_ok=True)
+    if target.exists():
+        target = target.with_name(f"{step}.{len(list(target.parent.iterdir()))}")
+    source.rename(target)
+    mngr.reload()
+    return target
+
+
 def restore_latest(mngr: ocp.CheckpointManager, target: Any) -> tuple[int, Any] | None:
     """(step, item) of the newest readable checkpoint shaped and sharded like ``target``.
 
-    Returns None when there is no checkpoint; raises NoValidCheckpointError when every
-    listed checkpoint fails to restore.
+    Unreadable newer steps are moved to ``checkpoints.unreadable/`` (so the resumed run can
+    save those steps again) with a warning naming them. Returns None when there is no
+    checkpoint; raises NoValidCheckpointError, moving nothing, when none is readable.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     steps = sorted(mngr.all_steps(), reverse=True)
     errors = []
     for step in steps:
         try:
-            return step, mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+            item = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as e:  # Orbax raises many types for unreadable files.
             errors.append(f"step {step}: {type(e).__name__}: {e}")
             logging.warning("checkpoint at step %d is unreadable (%s); trying an earlier one", step, e)
+            continue
+        for bad in steps[: steps.index(step)]:
+            if jax.process_index() == 0:
+                logging.warning("moved unreadable checkpoint step %d to %s", bad, _quarantine(mngr, bad))
+        return step, item
     if steps:
         raise NoValidCheckpointError(
             f"no checkpoint in {mngr.directory} could be restored:\n  " + "\n  ".join(errors)

@@ -1,15 +1,24 @@
 """The training loop: config -> data + model + optimizer -> jitted steps on a mesh ->
 metrics, checkpoints, results.
 
-Everything the loop does per step is dispatched asynchronously; the host waits on the
-device only when it logs, evaluates or checkpoints.
+Every step is dispatched asynchronously; the host waits for the devices only when it logs,
+evaluates or checkpoints. What the loop guarantees:
+
+* resume: the checkpoint holds the train state and the running train statistics, and the
+  batch of step s depends only on (seed, s), so an interrupted and resumed run ends bitwise
+  equal to an uninterrupted one;
+* preemption: SIGTERM/SIGINT checkpoint the current step and raise ``Preempted``;
+* non-finite values: counted on the device every step, checked at each log and before each
+  checkpoint, so a non-finite state is never saved; the run stops naming the first bad step
+  and whether the loss or the gradient went non-finite (or, with
+  ``train.skip_nonfinite``, such updates are skipped and counted).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +27,10 @@ from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
 from jaxclf import data, metrics, models
-from jaxclf.train import checkpoint, mesh as mesh_lib, optim, state as state_lib, workdir as workdir_lib
+from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
+
+_BAD_KINDS = {1: "loss", 2: "gradient"}
 
 
 def build_model(config, num_classes: int):
@@ -31,57 +42,76 @@ def build_model(config, num_classes: int):
 def _check_batch_sizes(config, num_devices: int) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if config.train[key] % num_devices:
+            raise ValueError(f"train.{key}={config.train[key]} is not divisible by the {num_devices} devices")
+
+
+def _check_labels(ds: data.Dataset) -> None:
+    for name, split in ds.splits.items():
+        bad = (split.labels < 0) | (split.labels >= ds.num_classes)
+        if bad.any():
             raise ValueError(
-                f"train.{key}={config.train[key]} is not divisible by the {num_devices} devices"
+                f"split {name!r} has {int(bad.sum())} labels outside [0, {ds.num_classes}), "
+                f"e.g. {split.labels[bad][:5].tolist()}"
             )
-
-
-def _device_split(split: data.Split, sharding) -> dict[str, jax.Array]:
-    return {
-        "inputs": mesh_lib.global_array(split.inputs, sharding),
-        "labels": mesh_lib.global_array(split.labels, sharding),
-    }
 
 
 def _gather(arrays, indices, mask):
     return {"inputs": arrays["inputs"][indices], "labels": arrays["labels"][indices], "mask": mask}
 
 
-def _check_labels(ds: data.Dataset, num_classes: int) -> None:
-    for name, split in ds.splits.items():
-        bad = (split.labels < 0) | (split.labels >= num_classes)
-        if bad.any():
-            raise ValueError(
-                f"split {name!r} has {int(bad.sum())} labels outside [0, {num_classes}), "
-                f"e.g. {split.labels[bad][:5].tolist()}"
-            )
+def _empty_train_stats(metric_set) -> dict:
+    """Statistics summed between two logs, and non-finite bookkeeping for the whole run."""
+    return {
+        "metrics": metric_set.empty(),
+        "grad_norm_sum": jnp.zeros((), jnp.float32),
+        "steps": jnp.zeros((), jnp.int32),
+        "nonfinite_steps": jnp.zeros((), jnp.int32),
+        "first_bad_step": jnp.full((), -1, jnp.int32),
+        "first_bad_kind": jnp.zeros((), jnp.int32),
+    }
 
 
-def train_and_evaluate(
-    config, workdir, *, devices: Sequence[jax.Device] | None = None, stop_at: int | None = None
-) -> dict:
-    """Trains (or resumes) the configured run in ``workdir``; returns final metrics per split.
+def _accumulate(acc, stats, step, metric_set) -> dict:
+    bad = ~(stats["loss_finite"] & stats["grads_finite"])
+    first = bad & (acc["first_bad_step"] < 0)
+    return {
+        "metrics": metric_set.merge(acc["metrics"], stats["metrics"]),
+        "grad_norm_sum": acc["grad_norm_sum"] + jnp.where(bad, 0.0, stats["grad_norm"]),
+        "steps": acc["steps"] + 1,
+        "nonfinite_steps": acc["nonfinite_steps"] + bad.astype(jnp.int32),
+        "first_bad_step": jnp.where(first, step + 1, acc["first_bad_step"]),
+        "first_bad_kind": jnp.where(first, jnp.where(stats["loss_finite"], 2, 1), acc["first_bad_kind"]),
+    }
 
-    ``devices`` defaults to all devices of all processes. ``stop_at`` ends this call early at
-    that step with a checkpoint (for time-sliced jobs); the same call without it continues.
-    """
-    config_lib.validate(config)
-    workdir = workdir_lib.prepare(workdir)
-    mesh = mesh_lib.make_mesh(devices)
-    _check_batch_sizes(config, mesh.size)
-    if jax.process_index() == 0:
-        workdir_lib.write_json(workdir / "config.json", config.to_dict())
 
+def _reset_window(acc, metric_set) -> dict:
+    """Starts a new logging window; the non-finite bookkeeping carries over."""
+    fresh = _empty_train_stats(metric_set)
+    return {**acc, "metrics": fresh["metrics"], "grad_norm_sum": fresh["grad_norm_sum"], "steps": fresh["steps"]}
+
+
+@dataclasses.dataclass
+class _Program:
+    """Everything built once from the config: data on the devices and the jitted functions."""
+
+    ds: data.Dataset
+    metric_set: Any
+    init: Callable  # () -> (state, train_stats)
+    train: Callable  # (state, acc, indices) -> (state, acc)
+    evaluate: Callable  # (state) -> {split: {metric: float}}
+    reset: Callable  # acc -> acc
+
+
+def _build(config, mesh) -> _Program:
     ds = data.load(config.dataset)
-    _check_labels(ds, ds.num_classes)
+    _check_labels(ds)
     model = build_model(config, ds.num_classes)
-    num_steps = config.train.num_steps
-    tx = optim.optimizer(config.optim, num_steps)
+    tx = optim.optimizer(config.optim, config.train.num_steps)
     metric_set = metrics.collection(
         config.metrics, num_classes=ds.num_classes, task=config.task, threshold=config.train.threshold
     )
     key = jax.random.key(config.seed)
-    init_key, step_key = jax.random.split(key)
+    init_key, step_key, aug_key = jax.random.split(key, 3)
     train_step, eval_step = state_lib.make_steps(
         model,
         tx,
@@ -91,93 +121,166 @@ def train_and_evaluate(
         label_smoothing=config.train.label_smoothing,
         class_weights=config.train.class_weights,
         aux_weight=config.train.aux_loss_weight,
+        skip_nonfinite=config.train.skip_nonfinite,
     )
-
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
-    example = jnp.zeros((1, *ds.input_shape), jnp.float32)
-    empty_metrics = jax.jit(metric_set.empty, out_shardings=repl)
-    state = jax.jit(state_lib.init_state, static_argnums=(0, 1), out_shardings=repl)(model, tx, example, init_key)
-    train_metrics = empty_metrics()
-
-    ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
-    restored = checkpoint.restore_latest(ckpt, {"state": state, "train_metrics": train_metrics})
-    if restored is not None:
-        start, item = restored
-        state, train_metrics = item["state"], item["train_metrics"]
-        logging.warning("resumed %s from step %d", workdir, start)
-    else:
-        start = 0
-    writer = MetricWriter(workdir, resume_step=start)
-
-    train_data = _device_split(ds.splits[config.dataset.train_split], repl)
+    device_data = {
+        name: {"inputs": mesh_lib.global_array(s.inputs, repl), "labels": mesh_lib.global_array(s.labels, repl)}
+        for name, s in ds.splits.items()
+    }
+    train_arrays = device_data[config.dataset.train_split]
     augmentations = tuple(config.dataset.augment)
-    aug_key = jax.random.fold_in(key, 1)
+    example = jnp.zeros((1, *ds.input_shape), jnp.float32)
 
     @jax.jit
-    def train_fn(state, acc, arrays, indices):
-        batch = _gather(arrays, indices, jnp.ones(indices.shape, jnp.float32))
+    def init():
+        try:
+            state = state_lib.init_state(model, tx, example, init_key)
+        except Exception as e:  # flax raises shape errors from deep inside the model
+            raise ValueError(
+                f"model {config.model.name!r} cannot take inputs of shape {ds.input_shape} "
+                f"from dataset {ds.name!r}: {e}"
+            ) from e
+        return state, _empty_train_stats(metric_set)
+
+    @jax.jit
+    def train(state, acc, indices):
+        batch = _gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
         if augmentations:
             k = jax.random.fold_in(aug_key, state.step)
-            batch["inputs"] = augment_fn(batch["inputs"], k)
+            batch["inputs"] = data.augment(batch["inputs"], k, augmentations, config.dataset.crop_padding)
         batch = jax.lax.with_sharding_constraint(batch, sharded)
-        state, m = train_step(state, batch)
-        return state, metric_set.merge(acc, m)
-
-    def augment_fn(images, k):
-        return data.augment(images, k, augmentations, config.dataset.crop_padding)
+        step = state.step
+        state, stats = train_step(state, batch)
+        return state, _accumulate(acc, stats, step, metric_set)
 
     @jax.jit
-    def eval_fn(state, acc, arrays, indices, mask):
+    def eval_batch(state, acc, arrays, indices, mask):
         batch = jax.lax.with_sharding_constraint(_gather(arrays, indices, mask), sharded)
         return metric_set.merge(acc, eval_step(state, batch))
 
-    def evaluate(state) -> dict[str, dict[str, float]]:
+    empty_metrics = jax.jit(metric_set.empty, out_shardings=repl)
+
+    def evaluate(state):
         out = {}
         for split in config.dataset.eval_splits:
-            arrays = _device_split(ds.splits[split], repl) if split not in eval_cache else eval_cache[split]
-            eval_cache[split] = arrays
             acc = empty_metrics()
-            n = ds.splits[split].num_examples
-            for idx, mask in data.eval_batches(n, config.train.eval_batch_size):
-                acc = eval_fn(state, acc, arrays, mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded))
+            for idx, mask in data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size):
+                idx, mask = mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded)
+                acc = eval_batch(state, acc, device_data[split], idx, mask)
             out[split] = {k: float(v) for k, v in jax.device_get(metric_set.compute(acc)).items()}
         return out
 
-    eval_cache: dict = {}
-    n_train = ds.splits[config.dataset.train_split].num_examples
+    init_sharded = jax.jit(init, out_shardings=repl)
+    reset = jax.jit(lambda acc: _reset_window(acc, metric_set), out_shardings=repl)
+    return _Program(ds, metric_set, init_sharded, train, evaluate, reset)
+
+
+def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
+    """Raises FloatingPointError on a non-finite step unless skipping; returns the count."""
+    count = int(acc["nonfinite_steps"])
+    if count and not skip:
+        kind = _BAD_KINDS[int(acc["first_bad_kind"])]
+        kept = f"the last checkpoint (step {last_checkpoint}) is kept" if last_checkpoint else "no checkpoint was written"
+        raise FloatingPointError(
+            f"non-finite {kind} at step {int(acc['first_bad_step'])}; {kept}. "
+            "Lower the learning rate, clip gradients (optim.clip_norm), or set train.skip_nonfinite=True"
+        )
+    return count
+
+
+def _train_scalars(program: _Program, acc, skipped: int) -> dict[str, float]:
+    scalars = {k: float(v) for k, v in jax.device_get(program.metric_set.compute(acc["metrics"])).items()}
+    scalars["grad_norm"] = float(acc["grad_norm_sum"]) / max(int(acc["steps"]), 1)
+    if skipped:
+        scalars["skipped_nonfinite"] = float(skipped)
+    return scalars
+
+
+def train_and_evaluate(
+    config,
+    workdir,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    stop_at: int | None = None,
+    allow_config_change: bool = False,
+    fresh_if_unreadable: bool = False,
+) -> dict:
+    """Trains (or resumes) the configured run in ``workdir``; returns final metrics per split.
+
+    ``devices`` defaults to all devices of all processes. ``stop_at`` ends this call early at
+    that step with a checkpoint (for time-sliced jobs); the same call without it continues.
+    A workdir holding a different config is refused unless ``allow_config_change``; when its
+    checkpoints are all unreadable the run stops unless ``fresh_if_unreadable``.
+    """
+    config_lib.validate(config)
+    workdir = workdir_lib.prepare(workdir)
+    mesh = mesh_lib.make_mesh(devices)
+    _check_batch_sizes(config, mesh.size)
+    if jax.process_index() == 0:
+        workdir_lib.record_config(workdir, config.to_dict(), allow_change=allow_config_change)
+
+    program = _build(config, mesh)
+    state, acc = program.init()
+    ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
+    try:
+        restored = checkpoint.restore_latest(ckpt, {"state": state, "train": acc})
+    except checkpoint.NoValidCheckpointError:
+        if not fresh_if_unreadable:
+            raise
+        logging.warning("no readable checkpoint in %s: starting from scratch as asked", workdir)
+        restored = None
+    start, last_saved = 0, None
+    if restored is not None:
+        start, item = restored
+        state, acc, last_saved = item["state"], item["train"], start
+        logging.warning("resumed %s from step %d", workdir, start)
+
     t = config.train
-    bar = tqdm(total=num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
+    end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
+    writer = MetricWriter(workdir, resume_step=start)
+    n_train = program.ds.splits[config.dataset.train_split].num_examples
+    sharded = mesh_lib.batch_sharded(mesh)
+    bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
     results = {}
-    end = num_steps if stop_at is None else min(stop_at, num_steps)
-    for step in range(start, end):
-        idx = data.train_indices(config.seed, step, t.batch_size, n_train)
-        state, train_metrics = train_fn(state, train_metrics, train_data, mesh_lib.global_array(idx, sharded))
-        done = step + 1
-        bar.update(1)
-        if done % t.log_every == 0 or done == num_steps:
-            scalars = {k: float(v) for k, v in jax.device_get(metric_set.compute(train_metrics)).items()}
-            if not np.isfinite(scalars["loss"]):
-                raise FloatingPointError(f"non-finite training loss {scalars['loss']} at step {done}")
-            writer.write(done, "train", scalars)
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-            train_metrics = empty_metrics()
-        if done % t.eval_every == 0 or done == num_steps:
-            results = evaluate(state)
-            for split, scalars in results.items():
-                writer.write(done, split, scalars)
-        if done % t.checkpoint_every == 0 or done in (num_steps, end):
-            checkpoint.save(ckpt, done, {"state": state, "train_metrics": train_metrics})
-    bar.close()
-    if end < num_steps:
+
+    def save(step):
+        nonlocal last_saved
+        _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
+        checkpoint.save(ckpt, step, {"state": state, "train": acc})
+        last_saved = step
+
+    try:
+        with preemption.catch_signals() as stop:
+            for step in range(start, end):
+                idx = mesh_lib.global_array(data.train_indices(config.seed, step, t.batch_size, n_train), sharded)
+                state, acc = program.train(state, acc, idx)
+                done = step + 1
+                bar.update(1)
+                if done % t.log_every == 0 or done == t.num_steps:
+                    skipped = _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
+                    scalars = _train_scalars(program, acc, skipped)
+                    writer.write(done, "train", scalars)
+                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+                    acc = program.reset(acc)
+                if done % t.eval_every == 0 or done == t.num_steps:
+                    results = program.evaluate(state)
+                    for split, scalars in results.items():
+                        writer.write(done, split, scalars)
+                if done % t.checkpoint_every == 0 or done == end:
+                    save(done)
+                if stop and done < end:
+                    save(done)
+                    raise preemption.Preempted(done, stop.signum)
+    finally:
+        bar.close()
         ckpt.wait_until_finished()
         ckpt.close()
         writer.close()
+    if end < t.num_steps:
         return {}
-    if not results:  # resumed a finished run: evaluate its final state again
-        results = evaluate(state)
-    ckpt.wait_until_finished()
-    ckpt.close()
-    writer.close()
+    if not results:  # a finished run re-run: evaluate its final state again
+        results = program.evaluate(state)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / "results.json", results)
     return results

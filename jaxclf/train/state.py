@@ -1,6 +1,6 @@
 """The train state and the pure train/eval steps.
 
-``train_step(state, batch) -> (state, metric_state)`` and ``eval_step(state, batch) ->
+``train_step(state, batch) -> (state, stats)`` (stats holds the metric state) and ``eval_step(state, batch) ->
 metric_state`` are pure functions of their arguments (the model, optimizer, loss and metrics
 are bound with functools.partial by :func:`make_steps`), so they jit, scan and vmap, and
 compute the same thing on one device or sharded over a mesh. Dropout keys are derived from
@@ -51,8 +51,17 @@ def _masked_mean(values, mask):
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx, loss_fn: Callable, metrics, key, aux_weight: float = 0.3):
-    """One optimizer step on ``batch`` = {'inputs', 'labels', 'mask'}; returns (state, metric_state)."""
+def train_step(
+    state: TrainState, batch: dict, *, model, tx, loss_fn: Callable, metrics, key, aux_weight: float = 0.3, skip_nonfinite: bool = False
+):
+    """One optimizer step on ``batch`` = {'inputs', 'labels', 'mask'}.
+
+    Returns ``(state, stats)``: ``stats['metrics']`` is the batch's metric state,
+    ``stats['grad_norm']`` the global gradient norm, and ``stats['loss_finite']`` /
+    ``stats['grads_finite']`` flag non-finite values without forcing a host sync. With
+    ``skip_nonfinite`` a step with a non-finite loss or gradient leaves parameters,
+    optimizer and model state unchanged (only the step counter advances).
+    """
     step_key = jax.random.fold_in(key, state.step)
     mask = batch["mask"]
 
@@ -64,12 +73,22 @@ def train_step(state: TrainState, batch: dict, *, model, tx, loss_fn: Callable, 
             total = total + aux_weight * _masked_mean(loss_fn(aux_logits, batch["labels"]), mask)
         return total, (logits, per_example, new_vars)
 
-    grads, (logits, per_example, new_vars) = jax.grad(objective, has_aux=True)(state.params)
+    (loss, (logits, per_example, new_vars)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, model_state=new_vars, opt_state=opt_state)
-    metric_state = metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=mask)
-    return new_state, metric_state
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if skip_nonfinite:
+        kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+        new_state = kept.replace(step=state.step + 1)
+    stats = {
+        "metrics": metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=mask),
+        "grad_norm": grad_norm,
+        "loss_finite": jnp.isfinite(loss),
+        "grads_finite": jnp.isfinite(grad_norm),
+    }
+    return new_state, stats
 
 
 def eval_step(state: TrainState, batch: dict, *, model, loss_fn: Callable, metrics):
@@ -79,7 +98,9 @@ def eval_step(state: TrainState, batch: dict, *, model, loss_fn: Callable, metri
     return metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=batch["mask"])
 
 
-def make_steps(model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3):
+def make_steps(
+    model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False
+):
     """(train_step, eval_step) with everything but (state, batch) bound."""
     loss_fn = functools.partial(
         losses.per_example_loss,
@@ -88,6 +109,8 @@ def make_steps(model, tx, metrics, *, task: str, key, label_smoothing=0.0, class
         label_smoothing=label_smoothing,
         class_weights=class_weights,
     )
-    train = functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn, metrics=metrics, key=key, aux_weight=aux_weight)
+    train = functools.partial(
+        train_step, model=model, tx=tx, loss_fn=loss_fn, metrics=metrics, key=key, aux_weight=aux_weight, skip_nonfinite=skip_nonfinite
+    )
     evaluate = functools.partial(eval_step, model=model, loss_fn=loss_fn, metrics=metrics)
     return train, evaluate

@@ -29,3 +29,37 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+class ConfigMismatchError(WorkdirError):
+    """The workdir holds a run with a different config."""
+
+
+def _flatten(tree, prefix=""):
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """Lines ``key: old -> new`` for every dotted key whose value differs."""
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+    """Writes config.json; refuses (listing the differences) if it holds another config."""
+    config = json.loads(json.dumps(config))  # tuples -> lists, as stored
+    target = path / "config.json"
+    if target.exists():
+        diff = config_diff(json.loads(target.read_text()), config)
+        if diff and not allow_change:
+            raise ConfigMismatchError(
+                f"workdir {str(path)!r} holds a run with a different config:\n  "
+                + "\n  ".join(diff)
+                + "\nuse another workdir, or allow the change (--allow_config_change) to resume with it"
+            )
+    write_json(target, config)
