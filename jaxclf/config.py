@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.class_weights = ml_collections.FieldReference(None, field_type=tuple)
     c.train.aux_loss_weight = 0.3  # weight of auxiliary logits (e.g. GoogLeNet) in the loss
     c.train.threshold = 0.5  # binary / multi-label decision threshold for the metrics
+    c.train.steps_per_call = 1  # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
     return c
@@ -116,6 +117,6 @@ def validate(config) -> None:
             f"{', '.join(data.input_pipeline.NORMALIZATIONS)}"
         )
     t = config.train
-    for key in ("batch_size", "eval_batch_size", "num_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
+    for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:
             raise ValueError(f"train.{key} must be positive, got {t[key]}")

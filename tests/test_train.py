@@ -115,3 +115,14 @@ def test_binary_loss_is_sigmoid_cross_entropy():
     labels = jnp.array([1, 0])
     expected = [-np.log(jax.nn.sigmoid(0.3)), -np.log(1 - jax.nn.sigmoid(-2.0))]
     np.testing.assert_allclose(losses.per_example_loss(logits, labels, task="binary"), expected, rtol=1e-6)
+
+
+def test_several_steps_per_call_match_single_steps(smoke_config, tmp_path):
+    """K steps in one lax.scan call give the single-step run (chunks stop at log/eval/save)."""
+    single = train_and_evaluate(smoke_config, tmp_path / "k1", devices=one_device())
+    t = smoke_config.train
+    t.steps_per_call = 4  # 6 steps, acting only at step 6: chunks of 4 and 2
+    t.log_every = t.eval_every = t.checkpoint_every = 6
+    scanned = train_and_evaluate(smoke_config, tmp_path / "k4", devices=one_device())
+    jax.tree.map(np.testing.assert_array_equal, params_of(tmp_path / "k1"), params_of(tmp_path / "k4"))
+    assert scanned["test"]["accuracy"] == pytest.approx(single["test"]["accuracy"], abs=1e-6)

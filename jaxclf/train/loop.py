@@ -17,6 +17,7 @@ evaluates or checkpoints. What the loop guarantees:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any, Callable, Sequence
 
@@ -97,7 +98,7 @@ class _Program:
     ds: data.Dataset
     metric_set: Any
     init: Callable  # () -> (state, train_stats)
-    train: Callable  # (state, acc, indices) -> (state, acc)
+    train: Callable  # (state, acc, indices (K, batch)) -> (state, acc) after K steps
     evaluate: Callable  # (state) -> {split: {metric: float}}
     reset: Callable  # acc -> acc
 
@@ -143,8 +144,8 @@ def _build(config, mesh) -> _Program:
             ) from e
         return state, _empty_train_stats(metric_set)
 
-    @jax.jit
-    def train(state, acc, indices):
+    def one_step(carry, indices):
+        state, acc = carry
         batch = _gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
         if augmentations:
             k = jax.random.fold_in(aug_key, state.step)
@@ -152,7 +153,12 @@ def _build(config, mesh) -> _Program:
         batch = jax.lax.with_sharding_constraint(batch, sharded)
         step = state.step
         state, stats = train_step(state, batch)
-        return state, _accumulate(acc, stats, step, metric_set)
+        return (state, _accumulate(acc, stats, step, metric_set)), None
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train(state, acc, indices):
+        """K steps in one call (a lax.scan over the leading axis of ``indices``)."""
+        return jax.lax.scan(one_step, (state, acc), indices)[0]
 
     @jax.jit
     def eval_batch(state, acc, arrays, indices, mask):
@@ -240,7 +246,7 @@ def train_and_evaluate(
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
     writer = MetricWriter(workdir, resume_step=start)
     n_train = program.ds.splits[config.dataset.train_split].num_examples
-    sharded = mesh_lib.batch_sharded(mesh)
+    steps_sharded = mesh_lib.batch_sharded(mesh, batch_axis=1)
     bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
     results = {}
 
@@ -250,13 +256,20 @@ def train_and_evaluate(
         checkpoint.save(ckpt, step, {"state": state, "train": acc})
         last_saved = step
 
+    def chunk_end(step):
+        """The next step at which the host must act (log, eval, save, stop), at most K away."""
+        periods = (t.log_every, t.eval_every, t.checkpoint_every)
+        return min([step + t.steps_per_call, end] + [(step // p + 1) * p for p in periods])
+
     try:
         with preemption.catch_signals() as stop:
-            for step in range(start, end):
-                idx = mesh_lib.global_array(data.train_indices(config.seed, step, t.batch_size, n_train), sharded)
-                state, acc = program.train(state, acc, idx)
-                done = step + 1
-                bar.update(1)
+            done = start
+            while done < end:
+                stop_step = chunk_end(done)
+                idx = np.stack([data.train_indices(config.seed, s, t.batch_size, n_train) for s in range(done, stop_step)])
+                state, acc = program.train(state, acc, mesh_lib.global_array(idx, steps_sharded))
+                bar.update(stop_step - done)
+                done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:
                     skipped = _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
                     scalars = _train_scalars(program, acc, skipped)

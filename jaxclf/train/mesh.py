@@ -26,9 +26,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over the mesh's 'data' axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharded(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+    """The batch axis (default the leading one) split over the mesh's 'data' axis."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
 
 
 def global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
