@@ -57,13 +57,14 @@ class AuxHead(nn.Module):
     num_classes: int
     dropout_rate: float = 0.7
     conv: Any = ConvNormAct
+    widths: Sequence[int] = (128, 1024)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        x = self.conv(128, 1)(adaptive_avg_pool(x, (4, 4)), train=train)
-        x = nn.relu(nn.Dense(1024, dtype=self.dtype, param_dtype=self.param_dtype)(x.reshape(x.shape[0], -1)))
+        x = self.conv(self.widths[0], 1)(adaptive_avg_pool(x, (4, 4)), train=train)
+        x = nn.relu(nn.Dense(self.widths[1], dtype=self.dtype, param_dtype=self.param_dtype)(x.reshape(x.shape[0], -1)))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x).astype(jnp.float32)
 
@@ -78,6 +79,7 @@ class GoogLeNet(nn.Module):
     norm: str = "batch"
     dropout_rate: float = 0.2
     aux_dropout_rate: float = 0.7
+    width_mult: float = 1.0  # scales every conv and aux-head width (small models for tests)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -85,16 +87,25 @@ class GoogLeNet(nn.Module):
     def __call__(self, x, *, train: bool = False):
         conv = functools.partial(ConvNormAct, norm=self.norm, norm_epsilon=GOOGLENET_BN_EPSILON,
                                  dtype=self.dtype, param_dtype=self.param_dtype)
+
+        def w(width):
+            return max(1, round(width * self.width_mult))
+
+        def block(name):
+            return Inception(tuple(map(w, INCEPTION[name])), self.wide_kernel, conv, name=f"inception{name}")
+
+        def max_pool(y, window=3):
+            return pool(y, "max", window, 2, ceil_mode=True)
+
         aux_head = functools.partial(AuxHead, self.num_classes, self.aux_dropout_rate, conv,
-                                     self.dtype, self.param_dtype)
+                                     (w(128), w(1024)), self.dtype, self.param_dtype)
+        # Aux heads run in training; at init too, so that their parameters always exist.
         run_aux = self.aux_logits and (train or self.is_initializing())
-        block = lambda name: Inception(INCEPTION[name], self.wide_kernel, conv, name=f"inception{name}")  # noqa: E731
-        max_pool = lambda y, k=3: pool(y, "max", k, 2, ceil_mode=True)  # noqa: E731
 
         x = x.astype(self.dtype)
-        x = max_pool(conv(64, 7, 2, name="conv1")(x, train=train))
-        x = conv(64, 1, name="conv2")(x, train=train)
-        x = max_pool(conv(192, 3, name="conv3")(x, train=train))
+        x = max_pool(conv(w(64), 7, 2, name="conv1")(x, train=train))
+        x = conv(w(64), 1, name="conv2")(x, train=train)
+        x = max_pool(conv(w(192), 3, name="conv3")(x, train=train))
         x = block("3b")(block("3a")(x, train=train), train=train)
         x = block("4a")(max_pool(x), train=train)
         aux1 = aux_head(name="aux1")(x, train=train) if run_aux else None

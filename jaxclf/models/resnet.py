@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, global_avg_pool, make_norm, pool
+from jaxclf.models.layers import ConvNormAct, global_avg_pool, pool
 from jaxclf.models.lenet import lookup
 
 

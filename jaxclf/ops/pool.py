@@ -12,28 +12,27 @@ import functools
 
 import jax.numpy as jnp
 
-from jaxclf.ops.conv import Padding, _as_batch, resolve_padding, shifted_windows
+from jaxclf.ops.conv import Padding, _as_batch, _pair, resolve_padding, shifted_windows
 
 
-def _pool(x, window, stride, padding, reduce, pad_value):
-    """Applies ``reduce`` over the list of window slices; returns (out, pads, batched x)."""
-    x = jnp.asarray(x)
+def _window_slices(x, window, stride, padding, pad_value):
+    """(the kh*kw window slices of x as a batch, a function restoring x's layout)."""
     xb, unbatch = _as_batch(x)
-    stride = window if stride is None else stride
-    window_hw = (window, window) if isinstance(window, int) else tuple(window)
-    pads = resolve_padding(padding, xb.shape[1:3], window_hw, stride)
-    slices = [s for _, s in shifted_windows(xb, window_hw, stride, 1, pads, pad_value)]
-    return unbatch(reduce(slices)), (window_hw, stride, pads, xb, unbatch)
+    window = _pair(window)
+    stride = window if stride is None else _pair(stride)
+    pads = resolve_padding(padding, xb.shape[1:3], window, stride)
+    return [s for _, s in shifted_windows(xb, window, stride, 1, pads, pad_value)], unbatch
 
 
 def max_pool(x, window, stride=None, padding: Padding = "valid"):
     """Maximum over each window of an (H, W) image or (N, H, W, C) batch.
 
-    Padding positions hold -inf, so they never win the max.
+    Padding positions hold -inf (the dtype's minimum for integers), so they never win.
     """
-    fill = -jnp.inf if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else jnp.iinfo(jnp.asarray(x).dtype).min
-    out, _ = _pool(x, window, stride, padding, lambda s: functools.reduce(jnp.maximum, s), fill)
-    return out
+    x = jnp.asarray(x)
+    fill = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+    slices, unbatch = _window_slices(x, window, stride, padding, fill)
+    return unbatch(functools.reduce(jnp.maximum, slices))
 
 
 def avg_pool(x, window, stride=None, padding: Padding = "valid", count_include_pad: bool = True):
@@ -43,10 +42,11 @@ def avg_pool(x, window, stride=None, padding: Padding = "valid", count_include_p
     default); without it, each window is divided by the number of real pixels it covers.
     """
     x = jnp.asarray(x)
-    x = x.astype(jnp.result_type(x, jnp.float32))
-    total, (window_hw, stride, pads, xb, unbatch) = _pool(x, window, stride, padding, sum, 0.0)
+    x = x.astype(jnp.result_type(x.dtype, jnp.float32))
+    slices, unbatch = _window_slices(x, window, stride, padding, 0.0)
     if count_include_pad:
-        return total / (window_hw[0] * window_hw[1])
-    ones = jnp.ones((1,) + xb.shape[1:3] + (1,), x.dtype)
-    counts = sum(s for _, s in shifted_windows(ones, window_hw, stride, 1, pads, 0.0))
-    return total / unbatch(counts) if x.ndim == 2 else total / counts
+        counts = len(slices)
+    else:  # pool an all-ones image of x's size: each window sums to its count of real pixels
+        ones = jnp.ones(x.shape[:2] if x.ndim == 2 else (1, *x.shape[1:3], 1), x.dtype)
+        counts = unbatch(sum(_window_slices(ones, window, stride, padding, 0.0)[0]))
+    return unbatch(sum(slices)) / counts
