@@ -71,8 +71,9 @@ def test_cell_step_matches_lecture_equations(name):
     params = jax.tree.map(lambda w: w + 0.1 * jax.random.normal(jax.random.key(3), w.shape), params)
     new, y = cell.apply({"params": params}, carry, x)
     expected = _numpy_step(name, params, jax.tree.map(np.asarray, carry), np.asarray(x))
-    np.testing.assert_allclose(jax.tree.leaves(new), jax.tree.leaves(expected), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y, jax.tree.leaves(expected)[-1], rtol=1e-5, atol=1e-5)
+    close = dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.tree.leaves(new), jax.tree.leaves(expected), **close)
+    np.testing.assert_allclose(y, jax.tree.leaves(expected)[-1], **close)
 
 
 def test_gru_reset_after_is_flax_gru_with_update_gate_negated():
@@ -82,8 +83,10 @@ def test_gru_reset_after_is_flax_gru_with_update_gate_negated():
     ours = cells.make_cell("gru_reset_after", H)
     p = jax.tree.map(np.asarray, ours.init(jax.random.key(2), h, x)["params"])
     p["hidden"]["bias"] = np.random.default_rng(0).normal(size=3 * H).astype(np.float32)
-    (xr, xu, xc), (br, bu, bc) = np.split(p["input"]["kernel"], 3, -1), np.split(p["input"]["bias"], 3)
-    (hr, hu, hc), (cr, cu, cc) = np.split(p["hidden"]["kernel"], 3, -1), np.split(p["hidden"]["bias"], 3)
+    xr, xu, xc = np.split(p["input"]["kernel"], 3, -1)
+    br, bu, bc = np.split(p["input"]["bias"], 3)
+    hr, hu, hc = np.split(p["hidden"]["kernel"], 3, -1)
+    cr, cu, cc = np.split(p["hidden"]["bias"], 3)
     theirs = {
         "ir": {"kernel": xr, "bias": br + cr}, "iz": {"kernel": -xu, "bias": -(bu + cu)},
         "in": {"kernel": xc, "bias": bc}, "hr": {"kernel": hr}, "hz": {"kernel": -hu},
@@ -100,7 +103,7 @@ def test_hoisted_scan_matches_per_step_cell(name):
     """The hoisted layer equals nn.RNN over the plain cell (outputs and final carry)."""
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
-    layer = recurrent.Recurrence(name, H)
+    layer = recurrent.Recurrence(name, H, hoist=True)
     variables = layer.init(jax.random.key(1), x, lengths)
     ys, carry = layer.apply(variables, x, lengths)
     ys_naive, carry_naive = recurrent.Recurrence(name, H, hoist=False).apply(variables, x, lengths)
@@ -111,12 +114,15 @@ def test_hoisted_scan_matches_per_step_cell(name):
     for other in (ys_naive, ys_rnn):
         np.testing.assert_allclose(ys * valid, other * valid, rtol=1e-5, atol=1e-6)
     for other in (carry_naive, carry_rnn):
-        np.testing.assert_allclose(jax.tree.leaves(carry), jax.tree.leaves(other), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            jax.tree.leaves(carry), jax.tree.leaves(other), rtol=1e-5, atol=1e-6
+        )
 
 
 def _pad_with_garbage(x, lengths, extra=3, seed=0):
     """``x`` with every step at or beyond each length replaced by noise, plus ``extra`` steps."""
-    noise = 100.0 * np.random.default_rng(seed).normal(size=(x.shape[0], x.shape[1] + extra, x.shape[2]))
+    shape = (x.shape[0], x.shape[1] + extra, x.shape[2])
+    noise = 100.0 * np.random.default_rng(seed).normal(size=shape)
     padded = np.concatenate([np.asarray(x), np.zeros((x.shape[0], extra, x.shape[2]))], 1)
     valid = np.arange(padded.shape[1])[None, :, None] < np.asarray(lengths)[:, None, None]
     return jnp.asarray(np.where(valid, padded, noise), jnp.float32)
@@ -125,8 +131,8 @@ def _pad_with_garbage(x, lengths, extra=3, seed=0):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(cell="lstm", pooling="last", bidirectional=True, num_layers=2),
-        dict(cell="gru", pooling="mean", bidirectional=True),
+        dict(cell="lstm", pooling="last", bidirectional=True, num_layers=2, hoist=True),
+        dict(cell="gru", pooling="mean", bidirectional=True, hoist=False),
         dict(cell="rnn", pooling="max"),
         dict(cell="flax_lstm", pooling="attention", bidirectional=True),
     ],
@@ -140,8 +146,8 @@ def test_classifier_ignores_padding_and_matches_unpadded_sequences(kwargs):
     logits = model.apply(variables, x, lengths=lengths)
     garbage = model.apply(variables, _pad_with_garbage(x, lengths), lengths=lengths)
     np.testing.assert_allclose(logits, garbage, rtol=1e-5, atol=1e-5)
-    for b, n in enumerate(LENGTHS):  # the backward direction must start at step n - 1
-        alone = model.apply(variables, x[b : b + 1, :n])
+    for b in (1, 2):  # Padded rows; the backward direction must start at step n - 1.
+        alone = model.apply(variables, x[b : b + 1, : LENGTHS[b]])
         np.testing.assert_allclose(logits[b : b + 1], alone, rtol=1e-5, atol=1e-5)
     mask = recurrent.sequence_mask(lengths, T)
     np.testing.assert_allclose(model.apply(variables, x, mask=mask), logits, rtol=1e-6, atol=1e-6)
@@ -172,10 +178,11 @@ def test_tagger_masks_padding():
 
 
 def _set_end_bias(variables, value, end=0):
-    bias = variables["params"]["head"]["bias"]
-    return jax.tree_util.tree_map_with_path(
-        lambda path, v: v.at[end].set(value) if v is bias else v, variables
-    )
+    """A copy of ``variables`` whose head makes the end token certain (+) or impossible (-)."""
+    variables = jax.tree.map(jnp.asarray, variables)  # New dicts: safe to edit.
+    head = variables["params"]["head"]
+    head["bias"] = head["bias"].at[end].set(value)
+    return variables
 
 
 def test_generator_sampling_shapes_and_termination():
@@ -191,34 +198,46 @@ def test_generator_sampling_shapes_and_termination():
         assert 1 <= n <= 9
         assert np.all(row[: n - 1] != 0) and np.all(row[n:] == 0)  # stops at the first end
         assert n == 9 or row[n - 1] == 0
-    _, lengths = model.sample(_set_end_bias(variables, 1e4), jax.random.key(1), cond, 9)
+    _, lengths = sample(_set_end_bias(variables, 1e4), jax.random.key(1), cond, 9, 1.0)
     np.testing.assert_array_equal(lengths, 1)
-    tokens, lengths = model.sample(_set_end_bias(variables, -1e4), jax.random.key(1), cond, 9)
+    tokens, lengths = sample(_set_end_bias(variables, -1e4), jax.random.key(1), cond, 9, 1.0)
     np.testing.assert_array_equal(lengths, 9)
     assert np.all(tokens != 0)
     latent = jax.random.normal(jax.random.key(2), (B, 6))
     variables = model.init(jax.random.key(0), latent, targets=targets)
-    greedy = [model.sample(variables, jax.random.key(k), latent, 4, 0.0)[0] for k in (1, 2)]
+    greedy = [sample(variables, jax.random.key(k), latent, 4, 0.0)[0] for k in (1, 2)]
     np.testing.assert_array_equal(*greedy)
 
 
-def test_seq2seq_shapes_and_source_padding():
+def test_seq2seq_shapes_padding_and_greedy_decoding():
     model = recurrent.Seq2Seq(num_classes=6, hidden=H, embed_dim=4, bidirectional=True)
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
     targets = jnp.array([[1, 2, 3, 0], [2, 0, 0, 0], [5, 5, 5, 5]])
     variables = model.init(jax.random.key(1), x, targets=targets, lengths=lengths)
-    logits, state = model.apply(variables, x, targets=targets, lengths=lengths, mutable="intermediates")
+    logits, state = model.apply(
+        variables, x, targets=targets, lengths=lengths, mutable="intermediates"
+    )
     assert logits.shape == (B, 4, 6)
     (weights,) = state["intermediates"]["attention"]
     assert weights.shape == (B, 4, T)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     assert not np.any(weights * ~recurrent.sequence_mask(lengths, T)[:, None])
-    garbage = model.apply(variables, _pad_with_garbage(x, lengths), targets=targets, lengths=lengths)
+    garbage = model.apply(
+        variables, _pad_with_garbage(x, lengths), targets=targets, lengths=lengths
+    )
     np.testing.assert_allclose(logits, garbage, rtol=1e-5, atol=1e-5)
+    sample = jax.jit(model.sample, static_argnums=(3, 4))
+    tokens, out_lengths = sample(variables, jax.random.key(2), x, 5, 0.0, lengths)
+    assert tokens.shape == (B, 5) and out_lengths.shape == (B,)
+    assert np.all((1 <= out_lengths) & (out_lengths <= 5))
+    # Greedy decoding equals teacher forcing on its own output, step by step.
+    forced = model.apply(variables, x, targets=tokens, lengths=lengths)
+    for b, n in enumerate(np.asarray(out_lengths)):
+        np.testing.assert_array_equal(np.argmax(forced[b, :n], -1), tokens[b, :n])
 
 
-def _batch_and_loss(name, model):
+def _batch_and_loss(model):
     """A tiny batch and a loss for each kind of model in the family."""
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
@@ -228,25 +247,33 @@ def _batch_and_loss(name, model):
         kwargs = dict(targets=tokens)
         return inputs, kwargs, lambda logits: recurrent.masked_token_loss(logits, tokens)
     if isinstance(model, recurrent.Seq2Seq):
-        return (x,), dict(targets=tokens, lengths=lengths), lambda lg: recurrent.masked_token_loss(lg, tokens)
+        kwargs = dict(targets=tokens, lengths=lengths)
+        return (x,), kwargs, lambda logits: recurrent.masked_token_loss(logits, tokens)
     if isinstance(model, recurrent.RNNTagger):
         labels = jax.random.randint(jax.random.key(2), (B, T), 0, 4)
-        return (x,), dict(lengths=lengths), lambda lg: recurrent.masked_token_loss(lg, labels, lengths)
+        return (x,), dict(lengths=lengths), lambda logits: recurrent.masked_token_loss(
+            logits, labels, lengths
+        )
     labels = jnp.array([0, 1, 3])
-    return (x,), dict(lengths=lengths), lambda lg: optax.softmax_cross_entropy_with_integer_labels(lg, labels).mean()
+    xent = optax.softmax_cross_entropy_with_integer_labels
+    return (x,), dict(lengths=lengths), lambda logits: xent(logits, labels).mean()
 
 
 @pytest.mark.parametrize("name", sorted(recurrent.MODELS))
 def test_every_registered_model_trains_one_step_under_jit(name):
-    model = models.create(name, num_classes=4, hidden=4, **({"dropout_rate": 0.1} if name == "bigru" else {}))
-    inputs, kwargs, loss_of = _batch_and_loss(name, model)
-    params = model.init(jax.random.key(0), *inputs, **kwargs)["params"]
+    extra = {"dropout_rate": 0.1} if name == "bigru" else {}
+    model = models.create(name, num_classes=4, hidden=4, **extra)
+    inputs, kwargs, loss_of = _batch_and_loss(model)
+    variables = model.init(jax.random.key(0), *inputs, **kwargs)
+    assert set(variables) == {"params"}  # Nothing a training loop would carry as state.
+    params = variables["params"]
     tx = optax.adam(1e-2)
 
     @jax.jit
     def step(params, opt_state, rng):
         def loss_fn(p):
-            logits = model.apply({"params": p}, *inputs, **kwargs, train=True, rngs={"dropout": rng})
+            rngs = {"dropout": rng}
+            logits = model.apply({"params": p}, *inputs, **kwargs, train=True, rngs=rngs)
             return loss_of(logits)
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
@@ -263,9 +290,9 @@ def test_every_registered_model_trains_one_step_under_jit(name):
         assert "encoder/layer_0" in norms
 
 
-def test_every_cell_is_selectable_and_unknown_names_list_the_choices():
+def test_flax_cells_are_selectable_and_unknown_names_list_the_choices():
     x = jax.random.normal(jax.random.key(0), (2, 3, F))
-    for name in cells.CELL_NAMES:
+    for name in [n for n in cells.CELL_NAMES if n.startswith("flax_")]:
         model = recurrent.RNNClassifier(num_classes=2, cell=name, hidden=3)
         assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 2)
     with pytest.raises(ValueError, match="flax_gru.*lstm"):

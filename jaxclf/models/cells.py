@@ -1,10 +1,11 @@
-"""Recurrent cells exactly as the lecture writes them, split for speed.
+"""Recurrent cells exactly as the lecture writes them, split so the input part can be hoisted.
 
 Every cell here computes ``W [h_{t-1}, x_t] + b`` as ``W_x x_t + b`` plus ``W_h h_{t-1}``
-(the same product with ``W = [W_h | W_x]`` split by columns). The split is what makes the
-cells fast: ``project_inputs`` computes the input part for *all* time steps in one matmul
-outside the scan, and ``recur`` does only the sequential part. ``__call__`` chains the two
-for one step, so each cell is also a plain ``nn.RNNCellBase`` that works with ``nn.RNN``.
+(the same product with ``W = [W_h; W_x]`` split by rows). The split allows hoisting:
+``project_inputs`` computes the input part for *all* time steps in one matmul outside
+the scan, and ``recur`` does only the sequential part (whether that is faster depends on
+the backend; see ``recurrent.should_hoist``). ``__call__`` chains the two for one step,
+so each cell is also a plain ``nn.RNNCellBase`` that works with ``nn.RNN``.
 
 Parameters (``G`` gates of ``H`` units, gate blocks concatenated along the output axis):
 
@@ -63,12 +64,13 @@ class _SplitCell(nn.RNNCellBase):
     num_gates: ClassVar[int] = 1
 
     @nn.nowrap
-    def _dense(self, blocks: int, *, recurrent: bool, bias_offsets: dict[int, float] | None = None):
-        """A projection onto ``blocks`` gate blocks; orthogonal init for recurrent weights."""
+    def _dense(self, blocks: int, *, recurrent: bool, bias_offsets: dict | None = None):
+        """A projection onto ``blocks`` gate blocks; no bias when ``bias_offsets`` is None."""
+        init = nn.initializers.orthogonal() if recurrent else nn.initializers.lecun_normal()
         return nn.Dense(
             blocks * self.features,
             use_bias=bias_offsets is not None,
-            kernel_init=nn.initializers.orthogonal() if recurrent else nn.initializers.lecun_normal(),
+            kernel_init=init,
             bias_init=_gate_bias_init(blocks, bias_offsets or {}),
         )
 

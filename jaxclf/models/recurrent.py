@@ -6,10 +6,11 @@ passes ``x`` only). Padding never changes a result: the recurrence keeps each se
 carry frozen after its last valid step, the backward direction starts at each sequence's
 last valid step, and pooling and attention ignore padded steps.
 
-All models build on ``Recurrence`` (one direction of one layer), which hoists the input
-projection of the cells in ``cells.py`` out of the scan: one ``(B*T, F) x (F, G*H)``
-matmul for all steps, then a scan of only ``W_h h``. Flax's own cells are scanned step
-by step. Parameters are grouped per layer (``layer_0/fwd/cell/...``, ``head``) so that
+All models build on ``Recurrence`` (one direction of one layer), which can hoist the
+input projection of the cells in ``cells.py`` out of the scan: one ``(T*B, F) x (F, G*H)``
+matmul for all steps, then a scan of only ``W_h h`` (``hoist``: True, False, or None =
+auto, see ``should_hoist``). Flax's own cells are always scanned step by step.
+Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so that
 ``per_layer_norms(grads)`` gives the gradient norm of each layer.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,7 +29,7 @@ from jaxclf.models.lenet import lookup
 # ----------------------------------------------------------------------------- helpers
 
 
-def resolve_lengths(x, lengths=None, mask=None):
+def resolve_lengths(lengths=None, mask=None):
     """Per-sequence lengths from ``lengths`` or a prefix ``mask``; ``None`` means full."""
     if lengths is not None:
         return jnp.asarray(lengths, jnp.int32)
@@ -96,6 +96,27 @@ def per_layer_norms(tree) -> dict[str, jax.Array]:
     return {name: jnp.sqrt(s) for name, s in squares.items()}
 
 
+def should_hoist(hoist: bool | None) -> bool:
+    """Resolves ``hoist=None`` (auto): hoist on accelerators, not on CPU.
+
+    Hoisting does not save FLOPs, it trades many small matmuls for one big one plus a
+    ``(T, B, G*H)`` buffer. On accelerators that is the usual win (cuDNN does it); on a
+    2-core CPU (128-unit LSTM, 40 steps, batch 128) the hoisted gradient step measured
+    slower than the per-step cell, so on CPU the auto setting scans the plain cell.
+    """
+    return jax.default_backend() != "cpu" if hoist is None else hoist
+
+
+def _sow_attention(module: nn.Module, weights) -> None:
+    """Records attention weights in ``intermediates`` (read with ``mutable='intermediates'``).
+
+    Not at init: ``init`` returns every collection, and a training loop that carries
+    non-parameter collections as state would otherwise append to them at every step.
+    """
+    if not module.is_initializing():
+        module.sow("intermediates", "attention", weights)
+
+
 def _scan_step(hoisted: bool):
     """The scan body: one cell step whose carry stays frozen where ``valid`` is False."""
 
@@ -122,28 +143,30 @@ class Recurrence(nn.Module):
     kind: str = "lstm"
     hidden: int = 128
     reverse: bool = False
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     def setup(self):
         self.cell = make_cell(self.kind, self.hidden)
 
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
-        hoisted = self.hoist and can_hoist(self.cell)
+        hoisted = should_hoist(self.hoist) and can_hoist(self.cell)
         if self.reverse:
             x = reverse_valid(x, lengths)
-        carry = zero_carry(self.cell, x.shape[0], x.shape[-1]) if initial_carry is None else initial_carry
+        carry = initial_carry
+        if carry is None:
+            carry = zero_carry(self.cell, x.shape[0], x.shape[-1])
+        x = jnp.swapaxes(x, 0, 1)  # Time-major before projecting: the scan reads rows.
         xs = self.cell.project_inputs(x) if hoisted else x
-        valid = None if lengths is None else sequence_mask(lengths, x.shape[1])
+        valid = None if lengths is None else sequence_mask(lengths, x.shape[0]).T
         scan = nn.scan(
             _scan_step(hoisted),
             variable_broadcast="params",
             split_rngs={"params": False},
-            in_axes=1,
-            out_axes=1,
             unroll=self.unroll,
         )
         carry, ys = scan(self.cell, carry, (xs, valid))
+        ys = jnp.swapaxes(ys, 0, 1)
         if self.reverse:
             ys = reverse_valid(ys, lengths)
         return ys, carry
@@ -164,12 +187,14 @@ class BiLayer(nn.Module):
     kind: str = "lstm"
     hidden: int = 128
     bidirectional: bool = False
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     @nn.compact
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
-        layer = functools.partial(Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll)
+        layer = functools.partial(
+            Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll
+        )
         ys, carry = layer(name="fwd")(x, lengths, initial_carry)
         outputs, summary, carries = [ys], [last_valid(ys, lengths)], [carry]
         if self.bidirectional:
@@ -188,7 +213,7 @@ class Encoder(nn.Module):
     num_layers: int = 1
     bidirectional: bool = False
     dropout_rate: float = 0.0
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     @nn.compact
@@ -196,9 +221,11 @@ class Encoder(nn.Module):
         for i in range(self.num_layers):
             if i:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x, summary, carries = BiLayer(
-                self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll, name=f"layer_{i}"
-            )(x, lengths)
+            layer = BiLayer(
+                self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll,
+                name=f"layer_{i}",
+            )
+            x, summary, carries = layer(x, lengths)
         return x, summary, carries
 
 
@@ -230,7 +257,7 @@ class AttentionPool(nn.Module):
         query = self.param("query", nn.initializers.normal(1.0), (self.features,))
         scores = keys @ query / jnp.sqrt(self.features)
         weights = masked_softmax(scores, sequence_mask(lengths, h.shape[1]))
-        self.sow("intermediates", "attention", weights)
+        _sow_attention(self, weights)
         return jnp.einsum("bt,btd->bd", weights, h)
 
 
@@ -253,13 +280,13 @@ class RNNClassifier(nn.Module):
     bidirectional: bool = False
     pooling: str = "last"
     dropout_rate: float = 0.0
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
         pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(self.hidden, name="pool")
-        lengths = resolve_lengths(x, lengths, mask)
+        lengths = resolve_lengths(lengths, mask)
         h, summary, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
             self.hoist, self.unroll, name="encoder",
@@ -277,12 +304,12 @@ class RNNTagger(nn.Module):
     num_layers: int = 1
     bidirectional: bool = True
     dropout_rate: float = 0.0
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
-        lengths = resolve_lengths(x, lengths, mask)
+        lengths = resolve_lengths(lengths, mask)
         h, _, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
             self.hoist, self.unroll, name="encoder",
@@ -292,13 +319,55 @@ class RNNTagger(nn.Module):
         return logits * sequence_mask(lengths, x.shape[1])[..., None]
 
 
+def shift_right(targets, start_token: int):
+    """Teacher-forcing inputs: ``[start, y_0, ..., y_{T-2}]`` for targets ``(B, T)``."""
+    start = jnp.full((targets.shape[0], 1), start_token, targets.dtype)
+    return jnp.concatenate([start, targets[:, :-1]], axis=1)
+
+
+def autoregress(module, step, carry, start, *, max_len: int, temperature: float, end_token: int):
+    """Decodes one token at a time: ``step(module, carry, prev) -> (carry, logits)``.
+
+    Returns ``(tokens (B, max_len), lengths (B,))``. A sequence stops after its first
+    ``end_token`` (counted in its length; later positions hold ``end_token``) or at
+    ``max_len``. ``temperature`` divides the logits before sampling from the ``'sample'``
+    rng stream; 0 means greedy. ``max_len`` and ``temperature`` are static.
+    """
+
+    def body(module, state, _):
+        carry, prev, done, length = state
+        carry, logits = step(module, carry, prev)
+        if temperature == 0:
+            token = jnp.argmax(logits, -1)
+        else:
+            token = jax.random.categorical(module.make_rng("sample"), logits / temperature)
+        token = jnp.where(done, end_token, token).astype(jnp.int32)
+        return (carry, token, done | (token == end_token), length + ~done), token
+
+    batch = start.shape[0]
+    state = (carry, start, jnp.zeros((batch,), bool), jnp.zeros((batch,), jnp.int32))
+    scan = nn.scan(
+        body, variable_broadcast="params", split_rngs={"params": False, "sample": True},
+        length=max_len, out_axes=1,
+    )
+    (_, _, _, lengths), tokens = scan(module, state, None)
+    return tokens, lengths
+
+
+def _apply_sampler(module, params, rng, method, *args):
+    """``module.apply`` of a sampling method; ``params``: variables or their 'params'."""
+    variables = params if "params" in params else {"params": params}
+    return module.apply(variables, *args, rngs={"sample": rng}, method=method)
+
+
 class RNNGenerator(nn.Module):
     """One-to-many: a token sequence from a class id ``(B,)`` int or a latent ``(B, D)``.
 
     At each step the cell reads the previous token's embedding and the condition, and a
     head gives next-token logits over ``vocab_size`` tokens; emitting ``end_token`` ends
     the sequence. ``__call__(cond, targets=...)`` trains by teacher forcing (the inputs are
-    the targets shifted right after a start token); ``sample`` generates.
+    the targets shifted right after a start token, id ``vocab_size``); ``sample``
+    generates.
     """
 
     num_classes: int = 10  # conditioning classes (unused for latent conditions)
@@ -307,7 +376,7 @@ class RNNGenerator(nn.Module):
     cell: str = "gru"
     hidden: int = 128
     embed_dim: int = 32
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
     def setup(self):
@@ -330,50 +399,33 @@ class RNNGenerator(nn.Module):
     def __call__(self, x, *, targets, train: bool = False):
         """Teacher forcing: logits ``(B, T, vocab)`` for ``targets`` ``(B, T)``."""
         del train
-        start = jnp.full((targets.shape[0], 1), self.vocab_size, targets.dtype)
-        prev = jnp.concatenate([start, targets[:, :-1]], axis=1)
+        prev = shift_right(targets, self.vocab_size)
         h, _ = self.layer_0(self._inputs(prev, self._condition(x)))
         return self.head(h).astype(jnp.float32)
 
     def _sample(self, cond, max_len: int, temperature: float):
         c = self._condition(cond)
-        batch = c.shape[0]
 
-        def step(module, state, _):
-            carry, prev, done, length = state
+        def step(module, carry, prev):
             carry, h = module.layer_0.step(carry, module._inputs(prev[:, None], c)[:, 0])
-            logits = module.head(h).astype(jnp.float32)
-            if temperature == 0:
-                token = jnp.argmax(logits, -1)
-            else:
-                token = jax.random.categorical(module.make_rng("sample"), logits / temperature)
-            token = jnp.where(done, self.end_token, token).astype(jnp.int32)
-            length = length + (~done)
-            return (carry, token, done | (token == self.end_token), length), token
+            return carry, module.head(h).astype(jnp.float32)
 
-        carry = zero_carry(self.layer_0.cell, batch, self.embed_dim + c.shape[-1])
-        start = jnp.full((batch,), self.vocab_size, jnp.int32)
-        state = (carry, start, jnp.zeros((batch,), bool), jnp.zeros((batch,), jnp.int32))
-        scan = nn.scan(
-            step, variable_broadcast="params", split_rngs={"params": False, "sample": True},
-            length=max_len, out_axes=1,
+        carry = zero_carry(self.layer_0.cell, c.shape[0], self.embed_dim + c.shape[-1])
+        start = jnp.full((c.shape[0],), self.vocab_size, jnp.int32)
+        return autoregress(
+            self, step, carry, start,
+            max_len=max_len, temperature=temperature, end_token=self.end_token,
         )
-        (_, _, _, lengths), tokens = scan(self, state, None)
-        return tokens, lengths
 
     @nn.nowrap
     def sample(self, params, rng, cond, max_len: int, temperature: float = 1.0):
-        """Samples ``(tokens (B, max_len), lengths (B,))`` given ``cond``.
+        """Samples ``(tokens (B, max_len), lengths (B,))`` given ``cond`` (see ``autoregress``).
 
-        A sequence stops after its first ``end_token`` (counted in its length; later
-        positions are filled with ``end_token``) or at ``max_len``. ``temperature`` divides
-        the logits; 0 means greedy. ``params``: the variables from ``init`` or their
-        ``'params'`` entry. Under ``jit``, ``max_len`` and ``temperature`` must be static.
+        ``params``: the variables from ``init`` or their ``'params'`` entry. Under ``jit``,
+        ``max_len`` and ``temperature`` must be static.
         """
-        variables = params if "params" in params else {"params": params}
-        return self.apply(
-            variables, jnp.asarray(cond), max_len, temperature,
-            rngs={"sample": rng}, method=self._sample,
+        return _apply_sampler(
+            self, params, rng, self._sample, jnp.asarray(cond), max_len, temperature
         )
 
 
@@ -382,43 +434,76 @@ class Seq2Seq(nn.Module):
 
     The encoder reads float features ``x`` (B, S, F); the decoder, started from the
     encoder's final forward carry, reads the target tokens shifted right after a start
-    token (teacher forcing). Without input feeding the decoder does not depend on the
-    attention, so it runs as one hoisted scan and attention is one batched product:
-    ``score(s_t, h_j) = s_t^T W_a h_j``, ``out_t = tanh(W_c [ctx_t, s_t])``.
-    Returns logits ``(B, T, num_classes)``; ``num_classes`` is the target vocabulary.
-    The attention weights are sown as ``intermediates/attention``.
+    token (id ``num_classes``; teacher forcing). Without input feeding the decoder does not
+    depend on the attention, so in training it runs as one scan over all target steps and
+    attention is one batched product: ``score(s_t, h_j) = s_t^T W_a h_j``,
+    ``out_t = tanh(W_c [ctx_t, s_t])``. Returns logits ``(B, T, num_classes)``
+    (``num_classes`` is the target vocabulary); the attention weights are sown as
+    ``intermediates/attention``. ``sample`` decodes until ``end_token`` or ``max_len``.
     """
 
     num_classes: int = 10
+    end_token: int = 0
     cell: str = "lstm"
     hidden: int = 128
     num_layers: int = 1
     bidirectional: bool = False
     embed_dim: int = 32
     dropout_rate: float = 0.0
-    hoist: bool = True
+    hoist: bool | None = None
     unroll: int = 1
 
-    @nn.compact
-    def __call__(self, x, *, targets, lengths=None, mask=None, train: bool = False):
-        lengths = resolve_lengths(x, lengths, mask)
-        enc, _, carries = Encoder(
+    def setup(self):
+        self.encoder = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, name="encoder",
-        )(x.astype(jnp.float32), lengths, train=train)
-        start = jnp.full((targets.shape[0], 1), self.num_classes, targets.dtype)
-        prev = jnp.concatenate([start, targets[:, :-1]], axis=1)
-        e = nn.Embed(self.num_classes + 1, self.embed_dim, name="embed")(prev)
-        s, _ = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll, name="decoder")(
-            e, initial_carry=carries[0]
+            self.hoist, self.unroll,
         )
-        scores = jnp.einsum("btd,bsd->bts", nn.Dense(enc.shape[-1], use_bias=False, name="attention")(s), enc)
+        self.embed = nn.Embed(self.num_classes + 1, self.embed_dim)
+        self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll)
+        self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False)  # W_a
+        self.combine = nn.Dense(self.hidden)
+        self.dropout = nn.Dropout(self.dropout_rate)
+        self.head = nn.Dense(self.num_classes)
+
+    def _encode(self, x, lengths, mask, train):
+        lengths = resolve_lengths(lengths, mask)
+        enc, _, carries = self.encoder(x.astype(jnp.float32), lengths, train=train)
+        return enc, lengths, carries[0]
+
+    def _attend(self, s, enc, lengths, train):
+        """Logits from decoder states ``s`` (B, T, H) attending over ``enc`` (B, S, D)."""
+        scores = jnp.einsum("btd,bsd->bts", self.score(s), enc)
         weights = masked_softmax(scores, sequence_mask(lengths, enc.shape[1])[:, None, :])
-        self.sow("intermediates", "attention", weights)
+        _sow_attention(self, weights)
         context = jnp.einsum("bts,bsd->btd", weights, enc)
-        out = jnp.tanh(nn.Dense(self.hidden, name="combine")(jnp.concatenate([context, s], -1)))
-        out = nn.Dropout(self.dropout_rate, deterministic=not train)(out)
-        return nn.Dense(self.num_classes, name="head")(out).astype(jnp.float32)
+        out = jnp.tanh(self.combine(jnp.concatenate([context, s], -1)))
+        out = self.dropout(out, deterministic=not train)
+        return self.head(out).astype(jnp.float32)
+
+    def __call__(self, x, *, targets, lengths=None, mask=None, train: bool = False):
+        enc, lengths, carry = self._encode(x, lengths, mask, train)
+        s, _ = self.decoder(self.embed(shift_right(targets, self.num_classes)), initial_carry=carry)
+        return self._attend(s, enc, lengths, train)
+
+    def _sample(self, x, lengths, max_len: int, temperature: float):
+        enc, lengths, carry = self._encode(x, lengths, None, False)
+
+        def step(module, carry, prev):
+            carry, s = module.decoder.step(carry, module.embed(prev))
+            return carry, module._attend(s[:, None], enc, lengths, False)[:, 0]
+
+        start = jnp.full((x.shape[0],), self.num_classes, jnp.int32)
+        return autoregress(
+            self, step, carry, start,
+            max_len=max_len, temperature=temperature, end_token=self.end_token,
+        )
+
+    @nn.nowrap
+    def sample(self, params, rng, x, max_len: int, temperature: float = 0.0, lengths=None):
+        """Decodes ``(tokens (B, max_len), lengths (B,))`` for sources ``x`` (greedy by
+        default; see ``autoregress``). Under ``jit``, ``max_len`` and ``temperature`` are
+        static."""
+        return _apply_sampler(self, params, rng, self._sample, x, lengths, max_len, temperature)
 
 
 MODELS = {
