@@ -1,10 +1,41 @@
 """Classification metrics as jittable functions and streaming states.
 
-The training loop uses :func:`collection`: a set of named metrics whose state is a pytree of
-sums (so it merges across batches, devices and processes by addition) with
-``empty / update / merge / compute``.
+Functions follow scikit-learn's names and semantics with static class counts (see each
+module's docstring): ``confusion`` (matrices, per-class counts), ``threshold`` (metrics of hard
+predictions), ``ranking`` (ROC/PR curves, AUC, average precision, top-k), ``calibration``
+(log loss, Brier, ECE). ``streaming`` holds the ``empty / update / merge / compute`` states;
+the training loop uses :func:`collection`, a set of named metrics whose state is a pytree of
+sums (so it merges across batches, devices and processes by addition).
 """
 
+from jaxclf.metrics import streaming
+from jaxclf.metrics.calibration import (brier_score, calibration_from_sums,
+                                        expected_calibration_error, log_loss,
+                                        reliability_diagram)
 from jaxclf.metrics.collection import Collection, collection, names
+from jaxclf.metrics.confusion import (Counts, confusion_matrix, counts, counts_from_confusion,
+                                      multilabel_confusion_matrix)
+from jaxclf.metrics.ranking import (average_precision, best_thresholds, histogram_auc,
+                                    histogram_curves, precision_recall_curve, roc_auc,
+                                    roc_curve, top_k_accuracy)
+from jaxclf.metrics.streaming import (BinnedAUC, Calibration, ConfusionMatrix, ExactScores,
+                                      Mean)
+from jaxclf.metrics.threshold import (accuracy, balanced_accuracy, cohen_kappa, f1, fbeta, fnr,
+                                      fpr, matthews_corrcoef, npv, precision, recall,
+                                      sensitivity, specificity)
 
-__all__ = ["Collection", "collection", "names"]
+brier_score_loss = brier_score
+roc_auc_score = roc_auc
+average_precision_score = average_precision
+
+__all__ = [
+    "BinnedAUC", "Calibration", "Collection", "ConfusionMatrix", "Counts", "ExactScores",
+    "Mean", "accuracy", "average_precision", "average_precision_score", "balanced_accuracy",
+    "best_thresholds", "brier_score", "brier_score_loss", "calibration_from_sums",
+    "cohen_kappa", "collection", "confusion_matrix", "counts", "counts_from_confusion",
+    "expected_calibration_error", "f1", "fbeta", "fnr", "fpr", "histogram_auc",
+    "histogram_curves", "log_loss", "matthews_corrcoef", "multilabel_confusion_matrix",
+    "names", "npv", "precision", "precision_recall_curve", "recall", "reliability_diagram",
+    "roc_auc", "roc_auc_score", "roc_curve", "sensitivity", "specificity", "streaming",
+    "top_k_accuracy",
+]

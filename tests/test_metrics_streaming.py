@@ -1,0 +1,295 @@
+"""Streaming states and the training-loop collection: batching, merging, sharding, bounds."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from sklearn import metrics as skm
+
+import jaxclf.metrics as M
+
+N = 48
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
+CHUNKS = {1: [48], 2: [24, 24], 3: [16, 16, 16], 6: [8] * 6}
+
+
+def data(seed, k, levels=4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, N)
+    logits = np.round(rng.normal(size=(N, k)) * levels) / levels + 1.5 * np.eye(k)[y]
+    mask = (rng.random(N) < 0.8).astype(np.float32)
+    return dict(logits=jnp.asarray(logits, jnp.float32), labels=jnp.asarray(y),
+                loss=jnp.asarray(rng.random(N), jnp.float32), mask=jnp.asarray(mask))
+
+
+def split(batch, parts):
+    out, i = [], 0
+    for size in CHUNKS[parts]:
+        out.append({k: v[i:i + size] for k, v in batch.items()})
+        i += size
+    return out
+
+
+_COLL = {
+    "multiclass": M.collection(
+        ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_micro", "mcc",
+         "cohen_kappa", "top2_accuracy", "log_loss", "brier", "ece", "roc_auc_ovr",
+         "roc_auc_ovo", "average_precision"], num_classes=4),
+    "binary": M.collection(
+        ["precision", "recall", "specificity", "npv", "fpr", "fnr", "f1", "tp", "fp", "fn",
+         "tn", "roc_auc", "roc_auc_lower", "roc_auc_upper", "best_f1_threshold",
+         "best_youden_threshold", "ece"], num_classes=2, task="binary", num_bins=20),
+}
+_UPDATE = {name: jax.jit(lambda s, b, c=c: c.update(s, **b)) for name, c in _COLL.items()}
+
+
+def binary(batch):
+    return {**batch, "logits": batch["logits"][:, 1] - batch["logits"][:, 0],
+            "labels": (batch["labels"] == 1).astype(jnp.int32)}
+
+
+@given(st.integers(0, 10**6), st.sampled_from([2, 3, 6]), st.sampled_from(list(_COLL)),
+       st.booleans())
+@SETTINGS
+def test_collection_identical_for_any_batching(seed, parts, task, tree_merge):
+    coll, update = _COLL[task], _UPDATE[task]
+    batch = data(seed, 4)
+    batch = binary(batch) if task == "binary" else batch
+    one = update(coll.empty(), batch)
+    if tree_merge:  # states of separate shards merged afterwards
+        states = [update(coll.empty(), b) for b in split(batch, parts)]
+        many = states[0]
+        for s in states[1:]:
+            many = coll.merge(many, s)
+    else:
+        many = coll.empty()
+        for b in split(batch, parts):
+            many = update(many, b)
+    for key in one:  # counts are exact; float sums (losses, confidences) up to rounding
+        if key.startswith(("confusion", "hist", "pair_hist", "calib_count", "count", "top")):
+            np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]), key)
+        else:
+            np.testing.assert_allclose(np.asarray(one[key]), np.asarray(many[key]), rtol=1e-5)
+    a, b = coll.compute(one), coll.compute(many)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
+
+
+@given(st.integers(0, 10**6), st.sampled_from(list(_COLL)))
+@SETTINGS
+def test_collection_matches_functions(seed, task):
+    """compute() = the function API on the unmasked rows; padding rows never count."""
+    coll, batch = _COLL[task], data(seed, 4)
+    if task == "binary":
+        batch = binary(batch)
+    out = coll.compute(_UPDATE[task](coll.empty(), batch))
+    keep = np.asarray(batch["mask"]) > 0
+    y = np.asarray(batch["labels"])[keep]
+    logits = np.asarray(batch["logits"])[keep]
+    assert all(np.shape(v) == () for v in out.values())
+    np.testing.assert_allclose(out["loss"], np.asarray(batch["loss"])[keep].mean(), rtol=1e-5)
+    if task == "multiclass":
+        prob = np.asarray(jax.nn.softmax(logits))
+        pred = logits.argmax(1)
+        want = {"accuracy": skm.accuracy_score(y, pred),
+                "f1_macro": skm.f1_score(y, pred, average="macro", labels=range(4)),
+                "mcc": skm.matthews_corrcoef(y, pred),
+                "log_loss": skm.log_loss(y, prob, labels=range(4)),
+                "top2_accuracy": skm.top_k_accuracy_score(y, prob, k=2, labels=range(4))}
+        for name, v in want.items():
+            np.testing.assert_allclose(out[name], v, rtol=1e-4, atol=1e-6, err_msg=name)
+    else:
+        prob = np.asarray(jax.nn.sigmoid(logits))
+        pred = (prob >= 0.5).astype(int)
+        tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+        assert (out["tp"], out["fp"], out["fn"], out["tn"]) == (tp, fp, fn, tn)
+        np.testing.assert_allclose(out["recall"], skm.recall_score(y, pred), rtol=1e-6)
+        np.testing.assert_allclose(out["specificity"], skm.recall_score(y, pred, pos_label=0),
+                                   rtol=1e-6)
+        if 0 < y.sum() < len(y):
+            exact = skm.roc_auc_score(y, prob)
+            assert out["roc_auc_lower"] - 1e-6 <= exact <= out["roc_auc_upper"] + 1e-6
+
+
+@st.composite
+def scored(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 10**6)))
+    n_bins = draw(st.sampled_from([1, 3, 10, 50]))
+    levels = draw(st.sampled_from([2, 5, 10, 1000]))  # some scores land on bin edges
+    y = (rng.random(N) < draw(st.sampled_from([0.05, 0.3, 0.7]))).astype(np.int32)
+    y[:2] = [0, 1]
+    s = np.clip(rng.integers(0, levels + 1, N) / levels + 0.2 * y * rng.random(N), 0, 1)
+    w = rng.choice([0.0, 0.5, 1.0, 3.0], N).astype(np.float32) if draw(st.booleans()) else None
+    if w is not None:
+        w[:2] = 1.0
+    return y, s.astype(np.float32), w, n_bins
+
+
+@given(scored())
+@SETTINGS
+def test_binned_auc_bounds_contain_exact(p):
+    y, s, w, n_bins = p
+    spec = M.BinnedAUC(num_classes=1, num_bins=n_bins)
+    out = spec.compute(spec.update(spec.empty(), y, s, w))
+    exact = float(M.roc_auc(y, s, sample_weight=w))
+    assert float(out["lower"][0]) - 1e-6 <= exact <= float(out["upper"][0]) + 1e-6
+    assert float(out["lower"][0]) <= float(out["auc"][0]) <= float(out["upper"][0])
+    # one bin per distinct score (all scores on the grid): the binned AUC is exact
+    fine = M.BinnedAUC(num_classes=1, num_bins=1 << 20)
+    grid = np.floor(s * 16) / 16
+    np.testing.assert_allclose(
+        fine.compute(fine.update(fine.empty(), y, grid, w))["auc"][0],
+        M.roc_auc(y, grid, sample_weight=w), rtol=1e-5)
+
+
+def test_states_one_shot_vs_batches():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, N)
+    prob = rng.dirichlet(np.ones(3), N).astype(np.float32)
+    w = rng.choice([0.0, 1.0], N).astype(np.float32)
+    specs = [(M.ConfusionMatrix(3), lambda sl: (y[sl], prob[sl].argmax(1), w[sl])),
+             (M.BinnedAUC(3, 16), lambda sl: (y[sl], prob[sl], w[sl])),
+             (M.Calibration(5), lambda sl: (y[sl], prob[sl], w[sl])),
+             (M.Mean(), lambda sl: (prob[sl, 0], w[sl])),
+             (M.ExactScores(N, (3,)), lambda sl: (y[sl], prob[sl], w[sl]))]
+    for spec, args in specs:
+        one = spec.update(spec.empty(), *args(slice(None)))
+        a = spec.update(spec.empty(), *args(slice(0, 20)))
+        b = spec.update(spec.empty(), *args(slice(20, None)))
+        many = spec.merge(a, b)
+        # counts exactly; float sums (confidence, totals) up to summation order
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v),
+                                                             rtol=1e-6), one, many)
+    ex = M.ExactScores(N, (3,))
+    state = ex.update(ex.empty(), y, prob, w)
+    np.testing.assert_allclose(ex.compute(state)["auc"],
+                               M.roc_auc(y, prob, sample_weight=w), rtol=1e-6)
+    small = M.ExactScores(30, (3,))
+    full = small.update(small.update(small.empty(), y[:20], prob[:20]), y[20:], prob[20:])
+    assert int(full["count"]) == 30 and int(full["overflow"]) == N - 30
+
+
+def test_exact_mode_collection_equals_function():
+    batch = binary(data(7, 2))
+    coll = M.collection(["roc_auc", "average_precision"], num_classes=2, task="binary",
+                        auc_mode="exact", capacity=N)
+    state = coll.empty()
+    for b in split(batch, 3):
+        state = jax.jit(lambda s, b: coll.update(s, **b))(state, b)
+    out = coll.compute(state)
+    keep = np.asarray(batch["mask"]) > 0
+    y, score = np.asarray(batch["labels"])[keep], np.asarray(batch["logits"])[keep]
+    np.testing.assert_allclose(out["roc_auc"], skm.roc_auc_score(y, score), rtol=1e-6)
+    np.testing.assert_allclose(out["average_precision"],
+                               skm.average_precision_score(y, score), rtol=1e-5)
+
+
+def test_collection_contract_and_curves():
+    with pytest.raises(ValueError, match="valid metrics"):
+        M.collection(["acuracy"], num_classes=3)
+    with pytest.raises(ValueError, match="not defined"):
+        M.collection(["roc_auc_ovo"], num_classes=3, task="binary")
+    with pytest.raises(ValueError, match="capacity"):
+        M.collection(["roc_auc"], num_classes=3, auc_mode="exact")
+    for name in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+                 "f1_micro", "f1_weighted", "specificity_macro", "npv_macro", "mcc",
+                 "cohen_kappa", "log_loss", "brier", "ece", "roc_auc_ovr", "roc_auc_ovo",
+                 "average_precision", "precision", "recall", "specificity", "npv", "fpr",
+                 "fnr", "f1", "roc_auc", "tp", "fp", "fn", "tn", "best_f1_threshold",
+                 "best_youden_threshold", "top5_accuracy"):
+        assert name in M.names()
+    coll = _COLL["binary"]
+    state = _UPDATE["binary"](coll.empty(), binary(data(1, 2)))
+    curves = coll.curves(state)
+    assert curves["roc_pr"]["tpr"].shape == (1, 20)
+    assert curves["reliability"]["count"].shape == (15,)
+    ml = M.collection(["accuracy", "subset_accuracy", "f1_macro", "roc_auc"], num_classes=3,
+                      task="multilabel")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (N, 3))
+    logits = rng.normal(size=(N, 3)).astype(np.float32)
+    out = ml.compute(ml.update(ml.empty(), logits=logits, labels=labels, loss=np.ones(N),
+                               mask=np.ones(N)))
+    pred = (logits >= 0).astype(int)
+    np.testing.assert_allclose(out["subset_accuracy"], skm.accuracy_score(labels, pred))
+    np.testing.assert_allclose(out["f1_macro"], skm.f1_score(labels, pred, average="macro"),
+                               rtol=1e-6)
+
+
+# Run in a fresh interpreter: the device count must be set before JAX starts.
+_SHARDED_SCRIPT = '''
+"""Run by test_metrics_streaming in a subprocess with 4 CPU devices: a jitted metrics update
+over a batch sharded on a ('data',) mesh must equal the one-device result exactly."""
+
+import sys
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 4)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
+
+import jaxclf.metrics as M  # noqa: E402
+
+assert jax.device_count() == 4, jax.devices()
+rng = np.random.default_rng(0)
+n, k = 64, 5
+names = ["accuracy", "f1_macro", "mcc", "top2_accuracy", "log_loss", "ece", "roc_auc_ovr",
+         "roc_auc_ovo", "average_precision", "roc_auc_lower"]
+batches = [dict(logits=jnp.asarray(np.round(rng.normal(size=(n, k)), 1), jnp.float32),
+                labels=jnp.asarray(rng.integers(0, k, n)),
+                loss=jnp.asarray(rng.random(n), jnp.float32),
+                mask=jnp.asarray(np.arange(n) < n - 3 * i, jnp.float32)) for i in range(3)]
+
+for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
+    shard = NamedSharding(mesh, P("data"))
+    for mode in ("binned", "exact") if axis_type == jax.sharding.AxisType.Explicit else ("binned",):
+        coll = M.collection(names if mode == "binned" else ["roc_auc_ovr"], num_classes=k,
+                            auc_mode=mode, capacity=3 * n)
+        step = jax.jit(lambda s, b: coll.update(s, **b))
+        one = coll.empty()
+        for b in batches:
+            one = step(one, b)
+        many = coll.empty()
+        for b in batches:
+            many = step(many, jax.device_put(b, shard))
+        a, b = coll.compute(one), coll.compute(many)
+        for name in a:
+            np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-6,
+                                       err_msg=f"{axis_type} {mode} {name}")
+        for key in ("confusion", "hist_pos", "pair_hist", "calib_count"):
+            if key in one:
+                np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]))
+    # functions on sharded inputs
+    y = jax.device_put(batches[0]["labels"], shard)
+    s = jax.device_put(jax.nn.softmax(batches[0]["logits"]), shard)
+    w = jax.device_put(batches[0]["mask"], shard)
+    for fn in (lambda y, s, w: M.roc_auc(y == 1, s[:, 1]),
+               lambda y, s, w: M.average_precision(y, s, sample_weight=w),
+               lambda y, s, w: M.f1(y, jnp.argmax(s, 1), num_classes=k, average="macro",
+                                    sample_weight=w)):
+        want = fn(batches[0]["labels"], jax.nn.softmax(batches[0]["logits"]),
+                  batches[0]["mask"])
+        np.testing.assert_allclose(np.asarray(jax.jit(fn)(y, s, w)), np.asarray(want),
+                                   rtol=1e-6)
+print("SHARDED-OK")
+sys.exit(0)
+'''
+
+
+def test_sharded_over_4_devices_matches_one_device():
+    """Subprocess: 4 simulated CPU devices, batch sharded on a ('data',) mesh (Explicit and
+    Auto axes): jitted collection updates and functions equal the one-device results."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], capture_output=True,
+                         text=True, timeout=600, cwd=repo,
+                         env={**os.environ, "PYTHONPATH": repo})
+    assert "SHARDED-OK" in out.stdout, out.stderr[-3000:]
