@@ -6,6 +6,7 @@ Reaches about 99% test accuracy on the fixed 450-image test split in about 1,000
 (see README). ``--config=configs/lenet5_digits.py:smoke`` runs a few steps for tests.
 """
 
+from jaxclf import recipes
 from jaxclf.config import base_config
 
 
@@ -23,9 +24,10 @@ def get_config(arg=None):
     c.train.eval_every = 250
     c.train.log_every = 50
     c.train.checkpoint_every = 500
-    if arg == "smoke":
-        c.train.num_steps = 6
-        c.train.eval_every = c.train.log_every = c.train.checkpoint_every = 3
-    elif arg is not None:
-        raise ValueError(f"unknown variant {arg!r}; valid: smoke")
-    return c
+    return recipes.apply_variant(c, arg, {"smoke": _smoke})
+
+
+def _smoke(c):
+    """Six steps, logging, evaluating and saving every three (the tests' default run)."""
+    c.train.num_steps = 6
+    c.train.eval_every = c.train.log_every = c.train.checkpoint_every = 3

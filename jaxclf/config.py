@@ -54,6 +54,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.decay_kernels_only = False  # weight decay on kernels only, not biases/norm scales
     c.optim.clip_norm = 0.0  # global-norm gradient clipping; 0 disables it
 
+    # Evaluation statistics: score histograms for ROC/PR/best thresholds, calibration bins.
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_bins = 200
+    c.eval.calibration_bins = 15
+    c.eval.report = True  # write WORKDIR/report (plots + report.md) after the final evaluation
+
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 128
     c.train.eval_batch_size = 512

@@ -44,6 +44,7 @@ class Dataset:
     name: str
     splits: dict[str, Split]
     num_classes: int
+    class_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -142,8 +143,9 @@ def load(cfg) -> Dataset:
         k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()
     }
     builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
-    num_classes = builder.info.features[cfg.label_key].num_classes
-    return Dataset(cfg.name, splits, num_classes)
+    label = builder.info.features[cfg.label_key]
+    names = tuple(label.names) if getattr(label, "names", None) else ()
+    return Dataset(cfg.name, splits, label.num_classes, names)
 
 
 @functools.lru_cache(maxsize=4)

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
-from jaxclf import data, metrics, models
+from jaxclf import data, metrics, models, report
 from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -96,11 +96,23 @@ class _Program:
     """Everything built once from the config: data on the devices and the jitted functions."""
 
     ds: data.Dataset
-    metric_set: Any
+    metric_set: Any  # training metrics (the config's list)
+    eval_set: Any  # evaluation metrics: the config's list and the report's
     init: Callable  # () -> (state, train_stats)
     train: Callable  # (state, acc, indices (K, batch)) -> (state, acc) after K steps
-    evaluate: Callable  # (state) -> {split: {metric: float}}
+    evaluate: Callable  # (state) -> {split: metric state}
     reset: Callable  # acc -> acc
+
+    def logged(self, config, states) -> dict[str, dict[str, float]]:
+        """The scalars a run logs per split: its metrics (binary: + best thresholds)."""
+        keep = set(self.metric_set.metric_names)
+        if config.task == "binary":
+            keep |= {"best_f1_threshold", "best_youden_threshold"}
+        out = {}
+        for split, st in states.items():
+            values = jax.device_get(self.eval_set.compute(st))
+            out[split] = {k: float(v) for k, v in values.items() if k in keep}
+        return out
 
 
 def _build(config, mesh) -> _Program:
@@ -108,12 +120,13 @@ def _build(config, mesh) -> _Program:
     _check_labels(ds)
     model = build_model(config, ds.num_classes)
     tx = optim.optimizer(config.optim, config.train.num_steps)
-    metric_set = metrics.collection(
-        config.metrics, num_classes=ds.num_classes, task=config.task, threshold=config.train.threshold
-    )
+    options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
+    metric_set = metrics.collection(config.metrics, num_classes=ds.num_classes, task=config.task, **options)
+    eval_names = tuple(dict.fromkeys(config.metrics + report.report_metrics(config.task, ds.num_classes)))
+    eval_set = metrics.collection(eval_names, num_classes=ds.num_classes, task=config.task, **options)
     key = jax.random.key(config.seed)
     init_key, step_key, aug_key = jax.random.split(key, 3)
-    train_step, eval_step = state_lib.make_steps(
+    train_step, _ = state_lib.make_steps(
         model,
         tx,
         metric_set,
@@ -123,6 +136,10 @@ def _build(config, mesh) -> _Program:
         class_weights=config.train.class_weights,
         aux_weight=config.train.aux_loss_weight,
         skip_nonfinite=config.train.skip_nonfinite,
+    )
+    _, eval_step = state_lib.make_steps(
+        model, tx, eval_set, task=config.task, key=step_key,
+        label_smoothing=config.train.label_smoothing, class_weights=config.train.class_weights,
     )
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
     device_data = {
@@ -160,26 +177,26 @@ def _build(config, mesh) -> _Program:
         """K steps in one call (a lax.scan over the leading axis of ``indices``)."""
         return jax.lax.scan(one_step, (state, acc), indices)[0]
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=repl)
     def eval_batch(state, acc, arrays, indices, mask):
         batch = jax.lax.with_sharding_constraint(_gather(arrays, indices, mask), sharded)
-        return metric_set.merge(acc, eval_step(state, batch))
+        return eval_set.merge(acc, eval_step(state, batch))
 
-    empty_metrics = jax.jit(metric_set.empty, out_shardings=repl)
+    empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
 
     def evaluate(state):
         out = {}
         for split in config.dataset.eval_splits:
-            acc = empty_metrics()
+            acc = empty_eval()
             for idx, mask in data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size):
                 idx, mask = mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded)
                 acc = eval_batch(state, acc, device_data[split], idx, mask)
-            out[split] = {k: float(v) for k, v in jax.device_get(metric_set.compute(acc)).items()}
+            out[split] = acc
         return out
 
     init_sharded = jax.jit(init, out_shardings=repl)
     reset = jax.jit(lambda acc: _reset_window(acc, metric_set), out_shardings=repl)
-    return _Program(ds, metric_set, init_sharded, train, evaluate, reset)
+    return _Program(ds, metric_set, eval_set, init_sharded, train, evaluate, reset)
 
 
 def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
@@ -248,7 +265,7 @@ def train_and_evaluate(
     n_train = program.ds.splits[config.dataset.train_split].num_examples
     steps_sharded = mesh_lib.batch_sharded(mesh, batch_axis=1)
     bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
-    results = {}
+    eval_states = {}
 
     def save(step):
         nonlocal last_saved
@@ -277,8 +294,8 @@ def train_and_evaluate(
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
                     acc = program.reset(acc)
                 if done % t.eval_every == 0 or done == t.num_steps:
-                    results = program.evaluate(state)
-                    for split, scalars in results.items():
+                    eval_states = program.evaluate(state)
+                    for split, scalars in program.logged(config, eval_states).items():
                         writer.write(done, split, scalars)
                 if done % t.checkpoint_every == 0 or done == end:
                     save(done)
@@ -292,8 +309,25 @@ def train_and_evaluate(
         writer.close()
     if end < t.num_steps:
         return {}
-    if not results:  # a finished run re-run: evaluate its final state again
-        results = program.evaluate(state)
+    if not eval_states:  # a finished run re-run: evaluate its final state again
+        eval_states = program.evaluate(state)
+    results = program.logged(config, eval_states)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / "results.json", results)
+        if config.eval.report:
+            _write_report(workdir, config, program, eval_states)
     return results
+
+
+def _write_report(workdir, config, program: _Program, eval_states) -> None:
+    meta = {
+        "task": config.task,
+        "num_classes": program.ds.num_classes,
+        "model": config.model.name,
+        "metric_names": list(program.eval_set.metric_names),
+        "options": {"threshold": config.train.threshold, "num_bins": config.eval.num_bins,
+                    "calibration_bins": config.eval.calibration_bins},
+        "class_names": program.ds.class_names,
+    }
+    report.save_states(workdir / "report", jax.device_get(eval_states), meta)
+    report.write(workdir)

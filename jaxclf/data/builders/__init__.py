@@ -4,6 +4,6 @@ Importing this package registers the builders with TFDS, so ``tfds.builder('digi
 finds them by name exactly as it finds catalog datasets such as ``mnist``.
 """
 
-from jaxclf.data.builders import digits
+from jaxclf.data.builders import digits, tabular
 
-BUILDERS = {"digits": digits.Digits}
+BUILDERS = {"digits": digits.Digits, "breast_cancer": tabular.BreastCancer, "wine": tabular.Wine}

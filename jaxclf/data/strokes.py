@@ -1,0 +1,357 @@
+"""Vector sketches as pen-offset sequences (Ha and Eck 2017, "A Neural Representation of
+Sketch Drawings").
+
+Two formats:
+
+* stroke-3 ``(n, 3)``: ``(dx, dy, pen_lifted)`` per point; ``pen_lifted = 1`` means the pen
+  leaves the paper *after* this point (the next offset is a move, not a line). This is the
+  storage format of the QuickDraw sketch-rnn ``.npz`` files (int16).
+* stroke-5 ``(Nmax, 5)``: ``(dx, dy, p1, p2, p3)`` with one-hot pen state: p1 pen stays down,
+  p2 pen lifted, p3 sketch has ended. Rows from the sketch's length on are end rows
+  ``(0, 0, 0, 0, 1)``; this padding is what the model learns to emit to stop. (A sketch of
+  exactly Nmax points gets no end row, as in the paper; the shapes data leave headroom.)
+
+Normalisation divides the offsets by one scale (the standard deviation of all training
+offsets, dx and dy pooled), so the model's Gaussians see unit-scale data whatever the
+drawing resolution. Augmentation (random per-axis scaling, random dropping of points inside
+strokes) works on padded stroke-5 batches in JAX, so it runs inside a jitted train step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+
+END_ROW = np.array([0, 0, 0, 0, 1], np.float32)
+START_ROW = np.array([0, 0, 1, 0, 0], np.float32)  # S_0: the decoder's first input
+SHAPES = ("circle", "square", "triangle", "star", "spiral")
+SHAPES_PER_CLASS = {"train": 1000, "test": 50}  # the shapes dataset (TFDS and shapes_data)
+_TEST_SEED_OFFSET = 1_000_003  # test sketches come from seed + this: disjoint from train
+
+# ----------------------------------------------------------------------------- formats
+
+
+def to_stroke5(s3: np.ndarray, max_len: int) -> np.ndarray:
+    """Stroke-3 ``(n, 3)`` -> stroke-5 ``(max_len, 5)`` padded with end rows; ``n <= max_len``."""
+    n = len(s3)
+    if n > max_len:
+        raise ValueError(f"sketch has {n} points, more than max_len={max_len}")
+    out = np.tile(END_ROW, (max_len, 1))
+    out[:n, :2] = s3[:, :2]
+    out[:n, 3] = s3[:, 2]
+    out[:n, 2] = 1 - s3[:, 2]
+    out[:n, 4] = 0
+    return out
+
+
+def stroke5_length(s5) -> np.ndarray | jax.Array:
+    """Points before the first end row, for ``(..., T, 5)`` arrays (numpy or JAX)."""
+    xp = jnp if isinstance(s5, jax.Array) else np
+    ended = xp.cumsum(s5[..., 4] > 0.5, axis=-1) > 0
+    return xp.sum(~ended, axis=-1)
+
+
+def to_stroke3(s5: np.ndarray) -> np.ndarray:
+    """Stroke-5 ``(T, 5)`` -> stroke-3, cut at the first end row; pen from argmax(p1, p2)."""
+    s5 = np.asarray(s5, np.float32)
+    n = int(stroke5_length(s5))
+    pen = np.argmax(s5[:n, 2:4], axis=-1).astype(np.float32)
+    return np.concatenate([s5[:n, :2], pen[:, None]], axis=-1)
+
+
+def to_absolute(s3: np.ndarray) -> list[np.ndarray]:
+    """The polylines (absolute ``(k, 2)`` points) of a stroke-3 sketch, one per pen-down run.
+
+    The pen starts at the origin; every point is reached by its offset, and a point whose
+    *previous* point lifted the pen starts a new polyline.
+    """
+    if len(s3) == 0:
+        return []
+    points = np.cumsum(s3[:, :2], axis=0)
+    breaks = np.flatnonzero(s3[:-1, 2] > 0.5) + 1
+    return [p for p in np.split(points, breaks) if len(p)]
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def scale_factor(sketches: Sequence[np.ndarray]) -> float:
+    """The standard deviation of all offsets (dx and dy pooled): the normalising scale."""
+    offsets = np.concatenate([s[:, :2].reshape(-1) for s in sketches])
+    return float(np.std(offsets))
+
+
+def normalize(sketches: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
+    """Offsets divided by ``scale``; pen states unchanged; float32."""
+    return [np.concatenate([s[:, :2] / scale, s[:, 2:3]], -1).astype(np.float32) for s in sketches]
+
+
+@dataclasses.dataclass(frozen=True)
+class StrokeSplit:
+    strokes: np.ndarray  # (n, max_len, 5) float32, normalised, padded with end rows
+    lengths: np.ndarray  # (n,) int32 points per sketch
+    labels: np.ndarray  # (n,) int32 class ids
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrokeData:
+    splits: dict[str, StrokeSplit]
+    class_names: tuple[str, ...]
+    scale: float  # offsets were divided by this (multiply back to draw at the original size)
+    max_len: int
+
+
+def build(
+    raw: dict[str, tuple[Sequence[np.ndarray], np.ndarray]],
+    class_names: Sequence[str],
+    max_len: int,
+    *,
+    train_split: str = "train",
+) -> StrokeData:
+    """Filters by length (``<= max_len`` points), normalises with the *training* split's scale
+    and pads to stroke-5. ``raw`` maps split -> (stroke-3 sketches, labels)."""
+    kept = {}
+    for name, (sketches, labels) in raw.items():
+        keep = [i for i, s in enumerate(sketches) if 0 < len(s) <= max_len]
+        kept[name] = ([sketches[i] for i in keep], np.asarray(labels, np.int32)[keep])
+    scale = scale_factor(kept[train_split][0])
+    splits = {}
+    for name, (sketches, labels) in kept.items():
+        normed = normalize(sketches, scale)
+        strokes = np.stack([to_stroke5(s, max_len) for s in normed]).astype(np.float32)
+        lengths = np.array([len(s) for s in normed], np.int32)
+        splits[name] = StrokeSplit(strokes, lengths, labels)
+    return StrokeData(splits, tuple(class_names), scale, max_len)
+
+
+def load_quickdraw(paths: Sequence[str | Path], max_len: int = 250) -> StrokeData:
+    """QuickDraw sketch-rnn ``.npz`` files (one class per file, keys train/valid/test holding
+    object arrays of int16 ``[n, 3]`` stroke-3 sketches), mixed, labelled by file order.
+
+    The paper uses ``max_len`` 250 (longer sketches are dropped). Class names are the file
+    stems (``cat.npz`` -> ``cat``).
+    """
+    paths = [Path(p) for p in paths]
+    raw: dict[str, tuple[list, list]] = {}
+    for label, path in enumerate(paths):
+        with np.load(path, encoding="latin1", allow_pickle=True) as f:
+            for split in ("train", "valid", "test"):
+                sketches, labels = raw.setdefault(split, ([], []))
+                items = [np.asarray(s, np.float32) for s in f[split]]
+                sketches.extend(items)
+                labels.extend([label] * len(items))
+    return build(raw, [p.stem for p in paths], max_len)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _closed(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points, points[:1]], axis=0)
+
+
+def _polygon(corners: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A closed polygon starting at a random corner, each side split into 1-3 segments."""
+    corners = np.roll(corners, -rng.integers(len(corners)), axis=0)
+    ends = np.roll(corners, -1, axis=0)
+    pieces = []
+    for a, b in zip(corners, ends):
+        k = rng.integers(1, 4)
+        t = np.arange(k)[:, None] / k
+        pieces.append(a + t * (b - a))
+    return _closed(np.concatenate(pieces))
+
+
+def _regular(n: int, radius=1.0, phase=0.0) -> np.ndarray:
+    angles = phase + 2 * np.pi * np.arange(n) / n
+    return radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+
+
+def _circle(rng):
+    n = rng.integers(12, 21)
+    return _closed(_regular(n, phase=rng.uniform(0, 2 * np.pi)))
+
+
+def _square(rng):
+    return _polygon(_regular(4, phase=np.pi / 4), rng)
+
+
+def _triangle(rng):
+    return _polygon(_regular(3, phase=np.pi / 2), rng)
+
+
+def _star(rng):
+    radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.4)[:, None]
+    return _closed(np.roll(radii * _regular(10, phase=np.pi / 2), -2 * rng.integers(5), axis=0))
+
+
+def _spiral(rng):
+    turns = rng.uniform(1.5, 2.5)
+    n = rng.integers(20, 31)
+    theta = np.linspace(0, 2 * np.pi * turns, n)
+    r = theta / theta[-1]
+    return np.stack([r * np.cos(theta), r * np.sin(theta)], -1)
+
+
+_SHAPE_POINTS = {"circle": _circle, "square": _square, "triangle": _triangle, "star": _star, "spiral": _spiral}
+
+
+def shape_sketch(name: str, rng: np.random.Generator, noise: float = 0.03) -> np.ndarray:
+    """One stroke-3 sketch of shape ``name``: random size (radius 15-40 units), rotation,
+    mirror image, start point (built into each shape), and Gaussian jitter of ``noise``
+    times the radius on every point. The shape is centred on the origin, where the pen
+    starts, so row 0 is the offset to the start point. One stroke: the pen lifts after the
+    last point."""
+    points = _SHAPE_POINTS[name](rng)
+    angle = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mirror = np.diag([1.0, rng.choice([-1.0, 1.0])])  # drawing direction: clockwise or not
+    size = rng.uniform(15, 40)
+    points = size * (points @ mirror @ rot.T)
+    points = points + rng.normal(0, noise * size, points.shape)
+    offsets = np.diff(points, axis=0, prepend=np.zeros((1, 2)))  # row 0: centre -> start
+    pen = np.zeros((len(points), 1))
+    pen[-1] = 1
+    return np.concatenate([offsets, pen], -1).astype(np.float32)
+
+
+def make_shapes(
+    num_per_class: int, seed: int = 0, classes: Sequence[str] = SHAPES, noise: float = 0.03
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``num_per_class`` stroke-3 sketches of each shape (interleaved by class) and labels;
+    the same ``seed`` gives the same sketches."""
+    rng = np.random.default_rng(seed)
+    sketches, labels = [], []
+    for _ in range(num_per_class):
+        for label, name in enumerate(classes):
+            sketches.append(shape_sketch(name, rng, noise))
+            labels.append(label)
+    return sketches, np.asarray(labels, np.int32)
+
+
+def shapes_data(
+    num_train: int = SHAPES_PER_CLASS["train"], num_test: int = SHAPES_PER_CLASS["test"],
+    max_len: int = 32, seed: int = 0, noise: float = 0.03,
+) -> StrokeData:
+    """The offline shapes dataset, normalised and padded: train/test splits (per class
+    counts) from disjoint seeds; the defaults give the ``sketch_shapes`` TFDS dataset."""
+    raw = {
+        "train": make_shapes(num_train, seed, noise=noise),
+        "test": make_shapes(num_test, seed + _TEST_SEED_OFFSET, noise=noise),
+    }
+    return build(raw, SHAPES, max_len)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def drop_points(key, s5: jax.Array, prob: float) -> jax.Array:
+    """Drops each point inside a stroke with probability ``prob`` (one stroke-5 sketch).
+
+    A point is droppable when the pen is down both before and after it (not the first or
+    last point of a stroke), so strokes keep their ends and no stroke vanishes. Dropping a
+    point merges its offset into the next one: every kept point stays where it was. Dropped
+    rows leave the sequence and end rows fill in at the back.
+    """
+    down = s5[:, 2] > 0.5
+    droppable = down & jnp.concatenate([jnp.zeros((1,), bool), down[:-1]])
+    drop = droppable & jax.random.bernoulli(key, prob, down.shape)
+    order = jnp.argsort(drop, stable=True)  # kept rows first, in order
+    positions = jnp.cumsum(s5[:, :2], axis=0)[order]
+    offsets = jnp.diff(positions, axis=0, prepend=jnp.zeros((1, 2), s5.dtype))
+    rows = jnp.concatenate([offsets, s5[order, 2:]], axis=-1)
+    tail = jnp.arange(len(s5)) >= len(s5) - jnp.sum(drop)
+    return jnp.where(tail[:, None], jnp.asarray(END_ROW), rows)
+
+
+def augment(key, strokes: jax.Array, *, scale: float = 0.15, drop_prob: float = 0.1) -> jax.Array:
+    """Training augmentation of a padded stroke-5 batch ``(B, T, 5)``: offsets scaled by
+    independent factors in ``[1 - scale, 1 + scale]`` per sketch and axis (random aspect
+    ratio), then ``drop_points``. Jittable; end rows stay end rows."""
+    strokes = jnp.asarray(strokes)
+    k_scale, k_drop = jax.random.split(key)
+    factors = jax.random.uniform(k_scale, (strokes.shape[0], 1, 2), minval=1 - scale, maxval=1 + scale)
+    strokes = strokes.at[..., :2].multiply(factors)
+    if drop_prob > 0:
+        keys = jax.random.split(k_drop, strokes.shape[0])
+        strokes = jax.vmap(drop_points, in_axes=(0, 0, None))(keys, strokes, drop_prob)
+    return strokes
+
+
+# ----------------------------------------------------------------------------- TFDS builders
+# Raw (unnormalised, variable-length) stroke-3 sketches, so that ``tfds.builder(name)`` and
+# the config validation find these datasets by name. Normalisation and padding need the
+# training split's statistics and Nmax, so they happen after loading (``build``).
+
+
+def _features(label):
+    return tfds.features.FeaturesDict(
+        {"strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32), "label": label}
+    )
+
+
+def shape_examples(num_per_class: int, seed: int):
+    """(key, example) pairs of ``make_shapes``, the TFDS form of the shapes."""
+    sketches, labels = make_shapes(num_per_class, seed)
+    for i, (s, label) in enumerate(zip(sketches, labels)):
+        yield i, {"strokes": s, "label": int(label)}
+
+
+class SketchShapes(tfds.core.GeneratorBasedBuilder):
+    """Generated one-stroke shapes (``make_shapes``): 1,000 per class to train, 50 to test."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "make_shapes(1000, seed 0) / make_shapes(50, seed 1000003)."}
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            description=self.__doc__, features=_features(tfds.features.ClassLabel(names=SHAPES)),
+            supervised_keys=("strokes", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        seeds = {"train": 0, "test": _TEST_SEED_OFFSET}
+        return {split: self._generate_examples(n, seeds[split]) for split, n in SHAPES_PER_CLASS.items()}
+
+    def _generate_examples(self, num, seed):
+        return shape_examples(num, seed)
+
+
+class SketchQuickdraw(tfds.core.GeneratorBasedBuilder):
+    """QuickDraw sketch-rnn ``<class>.npz`` files placed in the manual dir; ``label`` is the
+    class's position in the sorted file names (up to QuickDraw's 345 classes)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "stroke-3 sketches of every .npz in the manual dir."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Put <class>.npz files from https://storage.googleapis.com/quickdraw_dataset/sketchrnn "
+        "into the manual dir (<data_dir>/downloads/manual)."
+    )
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            description=self.__doc__,
+            features=_features(tfds.features.ClassLabel(num_classes=345)),
+            supervised_keys=("strokes", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        paths = sorted(Path(dl_manager.manual_dir).glob("*.npz"))
+        return {split: self._generate_examples(paths, split) for split in ("train", "valid", "test")}
+
+    def _generate_examples(self, paths, split):
+        for label, path in enumerate(paths):
+            with np.load(path, encoding="latin1", allow_pickle=True) as f:
+                for i, s in enumerate(f[split]):
+                    yield f"{path.stem}/{i}", {"strokes": np.asarray(s, np.float32), "label": label}

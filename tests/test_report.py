@@ -1,0 +1,78 @@
+"""Binary classification end to end: metrics in training match scikit-learn, and the report."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from jaxclf import config as config_lib
+from jaxclf import data, report
+from jaxclf.train import build_model, checkpoint, train_and_evaluate
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory, tfds_dir):
+    c = config_lib.load(os.path.join(REPO, "configs", "linear_breast_cancer.py"), "smoke")
+    c.train.num_steps, c.train.log_every, c.train.eval_every = 20, 10, 20
+    c.dataset.data_dir = tfds_dir
+    c.train.progress = False
+    workdir = tmp_path_factory.mktemp("binary")
+    results = train_and_evaluate(c, workdir, devices=jax.devices()[:1])
+    return c, workdir, results
+
+
+def test_breast_cancer_builder():
+    from jaxclf.data.builders.tabular import BreastCancer
+
+    x, y = BreastCancer.arrays()
+    assert x.shape == (569, 30) and y.sum() == 212  # 212 malignant = positive
+
+
+def test_binary_metrics_match_sklearn(binary_run):
+    c, workdir, results = binary_run
+    ds = data.load(c.dataset)
+    test = ds.splits["test"]
+    model = build_model(c, ds.num_classes)
+    _, item = checkpoint.load(workdir / "checkpoints")
+    logits = np.asarray(model.apply({"params": item["state"]["params"]}, jnp.asarray(test.inputs)))[:, 0]
+    prob = 1 / (1 + np.exp(-logits))
+    pred = (prob >= c.train.threshold).astype(int)
+    got = results["test"]
+    tn, fp, fn, tp = skm.confusion_matrix(test.labels, pred).ravel()
+    assert (got["tp"], got["fp"], got["fn"], got["tn"]) == (tp, fp, fn, tn)
+    assert got["precision"] == pytest.approx(skm.precision_score(test.labels, pred, zero_division=0), abs=1e-6)
+    assert got["recall"] == pytest.approx(skm.recall_score(test.labels, pred), abs=1e-6)
+    assert got["specificity"] == pytest.approx(tn / (tn + fp), abs=1e-6)
+    assert got["npv"] == pytest.approx(tn / (tn + fn), abs=1e-6)
+    assert got["f1"] == pytest.approx(skm.f1_score(test.labels, pred), abs=1e-6)
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(test.labels, pred), abs=1e-6)
+    # binned ROC AUC (200 bins): within the histogram's bound of the exact value
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(test.labels, prob), abs=0.02)
+    assert 0 <= got["best_f1_threshold"] <= 1 and 0 <= got["best_youden_threshold"] <= 1
+
+
+def test_report_files_and_command(binary_run):
+    _, workdir, results = binary_run
+    out = workdir / "report"
+    expected = {"report.md", "confusion_test.png", "roc_test.png", "pr_test.png", "reliability_test.png", "training.png"}
+    assert expected <= set(os.listdir(out))
+    text = (out / "report.md").read_text()
+    assert "type II errors" in text and "| roc_auc |" in text
+    for name in expected - {"report.md"}:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "roc_test.png").unlink()
+    report.main([f"--workdir={workdir}"])  # the command redraws it from the saved states
+    assert (out / "roc_test.png").exists()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["class_names"] == ["benign", "malignant"]
+
+
+def test_report_command_without_states_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit):
+        report.main([f"--workdir={tmp_path}"])
