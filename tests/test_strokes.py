@@ -1,0 +1,118 @@
+"""Stroke formats, normalisation, augmentation, the .npz loader, shapes and rendering."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxclf.data import render, strokes as S
+
+
+def _sketch():
+    # two strokes: an L (3 points) then, after a lift, a single dot-like segment
+    return np.array([[1, 2, 0], [3, 0, 0], [0, 4, 1], [5, 5, 0], [1, 1, 1]], np.float32)
+
+
+def test_stroke3_stroke5_round_trip():
+    s3 = _sketch()
+    s5 = S.to_stroke5(s3, max_len=8)
+    assert s5.shape == (8, 5)
+    np.testing.assert_array_equal(s5[:5, 2:].sum(-1), 1)  # one-hot pen state
+    np.testing.assert_array_equal(s5[5:], np.tile(S.END_ROW, (3, 1)))  # padding = end rows
+    np.testing.assert_array_equal(s5[:5, 3], s3[:, 2])
+    assert S.stroke5_length(s5) == 5
+    np.testing.assert_array_equal(S.to_stroke3(s5), s3)
+
+
+def test_to_stroke5_rejects_long_sketch_and_lengths_in_jax():
+    with pytest.raises(ValueError, match="max_len"):
+        S.to_stroke5(_sketch(), max_len=4)
+    batch = np.stack([S.to_stroke5(_sketch()[:k], 6) for k in (1, 3, 5)])
+    np.testing.assert_array_equal(S.stroke5_length(jax.numpy.asarray(batch)), [1, 3, 5])
+
+
+def test_to_absolute_splits_at_pen_lifts():
+    lines = S.to_absolute(_sketch())
+    assert [len(l) for l in lines] == [3, 2]
+    np.testing.assert_array_equal(lines[1], [[9, 11], [10, 12]])
+
+
+def test_build_filters_normalises_with_train_scale_and_pads():
+    rng = np.random.default_rng(0)
+    train = [np.c_[rng.normal(0, 7, (n, 2)), np.zeros(n)] for n in (3, 5, 9)]
+    raw = {"train": (train, [0, 1, 0]), "test": (train[:1], [1])}
+    data = S.build(raw, ("a", "b"), max_len=6)
+    split = data.splits["train"]
+    np.testing.assert_array_equal(split.lengths, [3, 5])  # the 9-point sketch is dropped
+    np.testing.assert_array_equal(split.labels, [0, 1])
+    assert np.isclose(data.scale, np.std(np.concatenate([s[:, :2].ravel() for s in train[:2]])))
+    valid = split.strokes[..., 4] == 0
+    assert np.isclose(np.std(split.strokes[..., :2][valid]), 1.0, atol=1e-5)
+    np.testing.assert_allclose(data.splits["test"].strokes[0, :3, :2], train[0][:, :2] / data.scale, rtol=1e-6)
+
+
+def test_load_quickdraw_npz(tmp_path):
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        arr = np.empty(n, dtype=object)
+        for i in range(n):
+            k = rng.integers(2, 6)
+            arr[i] = np.c_[rng.integers(-20, 20, (k, 2)), np.r_[np.zeros(k - 1), 1]].astype(np.int16)
+        return arr
+
+    for name, n in (("cat", 4), ("dog", 3)):
+        np.savez(tmp_path / f"{name}.npz", train=split(n), valid=split(2), test=split(2))
+    data = S.load_quickdraw([tmp_path / "cat.npz", tmp_path / "dog.npz"], max_len=10)
+    assert data.class_names == ("cat", "dog")
+    assert set(data.splits) == {"train", "valid", "test"}
+    np.testing.assert_array_equal(data.splits["train"].labels, [0, 0, 0, 0, 1, 1, 1])
+    assert data.splits["valid"].strokes.shape == (4, 10, 5)
+
+
+def test_shapes_are_deterministic_and_valid():
+    a, la = S.make_shapes(3, seed=5)
+    b, lb = S.make_shapes(3, seed=5)
+    c, _ = S.make_shapes(3, seed=6)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and np.array_equal(la, lb)
+    assert not np.array_equal(a[0], c[0])
+    np.testing.assert_array_equal(la[:5], np.arange(5))
+    for s in a:  # one stroke each: pen lifted only after the last point
+        np.testing.assert_array_equal(s[:, 2], np.r_[np.zeros(len(s) - 1), 1])
+    data = S.shapes_data(num_train=10, num_test=2)
+    assert data.splits["train"].strokes.shape == (50, 32, 5)
+    assert data.splits["train"].lengths.max() < 32  # every sketch keeps an end row
+
+
+def test_augment_keeps_kept_points_and_end_rows():
+    data = S.shapes_data(num_train=4, num_test=1)
+    s5 = data.splits["train"].strokes
+    out = np.asarray(S.augment(jax.random.key(0), s5, scale=0.0, drop_prob=0.5))
+    n_in, n_out = S.stroke5_length(s5), S.stroke5_length(out)
+    assert (n_out < n_in).any() and (n_out >= 2).all()
+    for x, y, a, b in zip(s5, out, n_in, n_out):
+        pts_in = np.cumsum(x[:a, :2], 0)
+        pts_out = np.cumsum(y[:b, :2], 0)
+        # every output point is an input point, and the end point is kept
+        assert all(np.abs(pts_in - p).sum(-1).min() < 1e-4 for p in pts_out)
+        np.testing.assert_allclose(pts_out[-1], pts_in[-1], atol=1e-4)
+        np.testing.assert_array_equal(y[b:], np.tile(S.END_ROW, (len(y) - b, 1)))
+    scaled = np.asarray(S.augment(jax.random.key(1), s5, scale=0.2, drop_prob=0.0))
+    ratio = scaled[:, 1, :2] / s5[:, 1, :2]
+    assert ((ratio > 0.79) & (ratio < 1.21)).all() and not np.allclose(ratio, 1)
+
+
+def test_render_svg_and_png(tmp_path):
+    svg = render.to_svg(_sketch())
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    path = render.save_grid([_sketch()] * 3, tmp_path / "g.png", ncols=2, titles=["a", "b", "c"])
+    assert path.stat().st_size > 1000
+
+
+def test_tfds_builders_are_registered_and_generate_stroke3():
+    import tensorflow_datasets as tfds
+
+    assert tfds.builder_cls("sketch_shapes") is S.SketchShapes
+    assert tfds.builder_cls("sketch_quickdraw") is S.SketchQuickdraw
+    examples = list(S.shape_examples(2, 0))
+    assert len(examples) == 10 and examples[3][1]["label"] == 3
+    assert examples[0][1]["strokes"].shape[1] == 3
