@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.normalize = "standardize"  # standardize (train-split stats or mean/std) | unit | none
     c.dataset.mean = ml_collections.FieldReference(None, field_type=tuple)
     c.dataset.std = ml_collections.FieldReference(None, field_type=tuple)
+    c.dataset.sequence_view = ""  # 'rows': an image becomes a sequence of its rows (for RNNs)
     c.dataset.augment = ()  # any of: random_crop, flip (training only)
     c.dataset.crop_padding = 4
 
@@ -72,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.class_weights = ml_collections.FieldReference(None, field_type=tuple)
     c.train.aux_loss_weight = 0.3  # weight of auxiliary logits (e.g. GoogLeNet) in the loss
     c.train.threshold = 0.5  # binary / multi-label decision threshold for the metrics
+    c.train.log_grad_norms = False  # also log the gradient norm of every layer
     c.train.steps_per_call = 1  # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
@@ -117,6 +119,8 @@ def validate(config) -> None:
             f"unknown dataset.augment {sorted(unknown_aug)}; valid: "
             f"{', '.join(data.input_pipeline.AUGMENTATIONS)}"
         )
+    if config.dataset.sequence_view not in ("", "rows"):
+        raise ValueError(f"unknown dataset.sequence_view {config.dataset.sequence_view!r}; valid: '', rows")
     if config.dataset.normalize not in data.input_pipeline.NORMALIZATIONS:
         raise ValueError(
             f"unknown dataset.normalize {config.dataset.normalize!r}; valid: "

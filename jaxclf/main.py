@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow (used by TFDS) is chatty.
+# TensorFlow only decodes data here (for TFDS); keep its start-up banners quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import json
 import sys

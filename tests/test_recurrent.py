@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+from jaxclf.train.state import per_layer_norms
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -284,7 +285,7 @@ def test_every_registered_model_trains_one_step_under_jit(name):
     assert np.isfinite(loss)
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params, new_params)
     assert all(jax.tree.leaves(changed)), changed
-    norms = recurrent.per_layer_norms(grads)
+    norms = per_layer_norms(grads)
     assert "head" in norms and all(np.isfinite(v) for v in norms.values())
     if name in ("lstm", "bilstm"):
         assert "encoder/layer_0" in norms

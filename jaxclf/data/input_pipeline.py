@@ -121,7 +121,8 @@ def load(cfg) -> Dataset:
 
     ``cfg`` is the config's ``dataset`` section: ``name``, ``data_dir``, ``download``,
     ``train_split``, ``eval_splits``, ``image_key``, ``label_key``, ``pad``, ``resize``,
-    ``normalize`` (+ optional ``mean``/``std``).
+    ``normalize`` (+ optional ``mean``/``std``), ``sequence_view`` ('rows': images become
+    sequences of rows, for recurrent models).
     """
     check_exists(cfg.name)
     names = (cfg.train_split, *cfg.eval_splits)
@@ -137,6 +138,8 @@ def load(cfg) -> Dataset:
         inputs = _as_float_images(arrays[cfg.image_key])
         if inputs.ndim == 4:
             inputs = _resize(_pad(inputs, cfg.pad), cfg.resize)
+            if cfg.sequence_view == "rows":  # each image row is one time step
+                inputs = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
         splits[split] = Split(inputs, arrays[cfg.label_key].astype(np.int32))
     mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
     splits = {

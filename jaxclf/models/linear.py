@@ -46,12 +46,17 @@ class Linear(nn.Module):
 
 
 class MLP(nn.Module):
-    """Fully connected layers with a nonlinearity and optional dropout between them."""
+    """Fully connected layers with a nonlinearity and optional dropout between them.
+
+    ``residual=True`` adds each layer's input to its output where the widths agree
+    (h + act(W h), as the MNIST-1D paper's MLP does in its second layer).
+    """
 
     num_classes: int
     hidden: Sequence[int] = (100, 100)
     activation: str = "relu"
     dropout_rate: float = 0.0
+    residual: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -59,7 +64,8 @@ class MLP(nn.Module):
         act = lookup(_ACTIVATIONS, "activation", self.activation)
         x = x.reshape(x.shape[0], -1).astype(self.dtype)
         for width in self.hidden:
-            x = act(nn.Dense(width, dtype=self.dtype)(x))
+            h = act(nn.Dense(width, dtype=self.dtype)(x))
+            x = x + h if self.residual and x.shape[-1] == width else h
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 

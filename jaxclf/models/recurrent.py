@@ -11,13 +11,12 @@ input projection of the cells in ``cells.py`` out of the scan: one ``(T*B, F) x 
 matmul for all steps, then a scan of only ``W_h h`` (``hoist``: True, False, or None =
 auto, see ``should_hoist``). Flax's own cells are always scanned step by step.
 Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so that
-``per_layer_norms(grads)`` gives the gradient norm of each layer.
+``jaxclf.train.state.per_layer_norms(grads)`` gives the gradient norm of each layer.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
 import flax.linen as nn
 import jax
@@ -78,22 +77,6 @@ def masked_token_loss(logits, targets, lengths=None):
     losses = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
     weights = jnp.broadcast_to(sequence_mask(lengths, logits.shape[1]), losses.shape)
     return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1)
-
-
-def per_layer_norms(tree) -> dict[str, jax.Array]:
-    """The L2 norm of each layer's leaves, e.g. of gradients for the gradient-norm study.
-
-    A layer is the path up to and including a ``layer_<i>`` component (``layer_0``,
-    ``encoder/layer_1``), else the top-level module name (``head``, ``pool``).
-    """
-    squares: dict[str, jax.Array] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = [str(getattr(k, "key", k)) for k in path]
-        keys = keys[1:] if keys[0] == "params" else keys
-        cut = next((i for i, k in enumerate(keys) if re.fullmatch(r"layer_\d+", k)), 0)
-        name = "/".join(keys[: cut + 1])
-        squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
-    return {name: jnp.sqrt(s) for name, s in squares.items()}
 
 
 def should_hoist(hoist: bool | None) -> bool:
@@ -261,7 +244,13 @@ class AttentionPool(nn.Module):
         return jnp.einsum("bt,btd->bd", weights, h)
 
 
-_POOLS = {"last": _pool_last, "mean": _pool_mean, "max": _pool_max, "attention": None}
+def _pool_flatten(h, summary, lengths):
+    """Every step's state, concatenated (MNIST-1D's GRU); padded steps are zeroed."""
+    valid = sequence_mask(lengths, h.shape[1])[..., None]
+    return jnp.where(valid, h, 0.0).reshape(h.shape[0], -1)
+
+
+_POOLS = {"last": _pool_last, "mean": _pool_mean, "max": _pool_max, "flatten": _pool_flatten, "attention": None}
 
 # ----------------------------------------------------------------------------- models
 
@@ -270,7 +259,8 @@ class RNNClassifier(nn.Module):
     """Many-to-one: encode the sequence, pool over valid steps, classify.
 
     ``pooling``: 'last' (state after the whole valid sequence, both directions), 'mean' or
-    'max' over valid steps, or 'attention' (``AttentionPool``).
+    'max' over valid steps, 'flatten' (all steps concatenated: fixed length only, as in the
+    MNIST-1D paper's GRU), or 'attention' (``AttentionPool``).
     """
 
     num_classes: int = 10

@@ -60,11 +60,12 @@ def _gather(arrays, indices, mask):
     return {"inputs": arrays["inputs"][indices], "labels": arrays["labels"][indices], "mask": mask}
 
 
-def _empty_train_stats(metric_set) -> dict:
+def _empty_train_stats(metric_set, params) -> dict:
     """Statistics summed between two logs, and non-finite bookkeeping for the whole run."""
     return {
         "metrics": metric_set.empty(),
         "grad_norm_sum": jnp.zeros((), jnp.float32),
+        "layer_grad_norm_sum": jax.tree.map(jnp.zeros_like, state_lib.per_layer_norms(params)),
         "steps": jnp.zeros((), jnp.int32),
         "nonfinite_steps": jnp.zeros((), jnp.int32),
         "first_bad_step": jnp.full((), -1, jnp.int32),
@@ -78,6 +79,9 @@ def _accumulate(acc, stats, step, metric_set) -> dict:
     return {
         "metrics": metric_set.merge(acc["metrics"], stats["metrics"]),
         "grad_norm_sum": acc["grad_norm_sum"] + jnp.where(bad, 0.0, stats["grad_norm"]),
+        "layer_grad_norm_sum": jax.tree.map(
+            lambda a, g: a + jnp.where(bad, 0.0, g), acc["layer_grad_norm_sum"], stats["layer_grad_norms"]
+        ),
         "steps": acc["steps"] + 1,
         "nonfinite_steps": acc["nonfinite_steps"] + bad.astype(jnp.int32),
         "first_bad_step": jnp.where(first, step + 1, acc["first_bad_step"]),
@@ -87,8 +91,8 @@ def _accumulate(acc, stats, step, metric_set) -> dict:
 
 def _reset_window(acc, metric_set) -> dict:
     """Starts a new logging window; the non-finite bookkeeping carries over."""
-    fresh = _empty_train_stats(metric_set)
-    return {**acc, "metrics": fresh["metrics"], "grad_norm_sum": fresh["grad_norm_sum"], "steps": fresh["steps"]}
+    zeros = jax.tree.map(jnp.zeros_like, acc)
+    return {**acc, "metrics": metric_set.empty(), **{k: zeros[k] for k in ("grad_norm_sum", "layer_grad_norm_sum", "steps")}}
 
 
 @dataclasses.dataclass
@@ -159,7 +163,7 @@ def _build(config, mesh) -> _Program:
                 f"model {config.model.name!r} cannot take inputs of shape {ds.input_shape} "
                 f"from dataset {ds.name!r}: {e}"
             ) from e
-        return state, _empty_train_stats(metric_set)
+        return state, _empty_train_stats(metric_set, state.params)
 
     def one_step(carry, indices):
         state, acc = carry
@@ -212,9 +216,13 @@ def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
     return count
 
 
-def _train_scalars(program: _Program, acc, skipped: int) -> dict[str, float]:
+def _train_scalars(program: _Program, acc, skipped: int, log_layers: bool) -> dict[str, float]:
     scalars = {k: float(v) for k, v in jax.device_get(program.metric_set.compute(acc["metrics"])).items()}
-    scalars["grad_norm"] = float(acc["grad_norm_sum"]) / max(int(acc["steps"]), 1)
+    steps = max(int(acc["steps"]), 1)
+    scalars["grad_norm"] = float(acc["grad_norm_sum"]) / steps
+    if log_layers:
+        for layer, total in jax.device_get(acc["layer_grad_norm_sum"]).items():
+            scalars[f"grad_norm/{layer}"] = float(total) / steps
     if skipped:
         scalars["skipped_nonfinite"] = float(skipped)
     return scalars
@@ -289,7 +297,7 @@ def train_and_evaluate(
                 done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:
                     skipped = _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
-                    scalars = _train_scalars(program, acc, skipped)
+                    scalars = _train_scalars(program, acc, skipped, t.log_grad_norms)
                     writer.write(done, "train", scalars)
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
                     acc = program.reset(acc)

@@ -10,6 +10,7 @@ the base key and ``state.step``, so nothing random is carried in the state.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -45,6 +46,22 @@ def _apply(model, state_vars, params, inputs, *, train: bool, key=None):
     out, new_vars = out if mutable else (out, state_vars)
     logits, aux = out if isinstance(out, tuple) else (out, ())
     return logits, tuple(aux), new_vars
+
+
+def per_layer_norms(tree) -> dict[str, jax.Array]:
+    """The L2 norm of each layer's leaves (e.g. of gradients, to watch them explode or vanish).
+
+    A layer is the path up to and including a ``layer_<i>`` component (``layer_0``,
+    ``encoder/layer_1``), else the top-level module name (``Conv_0``, ``head``).
+    """
+    squares: dict[str, jax.Array] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = [str(getattr(k, "key", k)) for k in path]
+        keys = keys[1:] if keys[0] == "params" else keys
+        cut = next((i for i, k in enumerate(keys) if re.fullmatch(r"layer_\d+", k)), 0)
+        name = "/".join(keys[: cut + 1])
+        squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+    return {name: jnp.sqrt(v) for name, v in squares.items()}
 
 
 def _masked_mean(values, mask):
@@ -85,6 +102,7 @@ def train_step(
     stats = {
         "metrics": metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=mask),
         "grad_norm": grad_norm,
+        "layer_grad_norms": per_layer_norms(grads),
         "loss_finite": jnp.isfinite(loss),
         "grads_finite": jnp.isfinite(grad_norm),
     }

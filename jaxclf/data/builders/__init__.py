@@ -4,6 +4,11 @@ Importing this package registers the builders with TFDS, so ``tfds.builder('digi
 finds them by name exactly as it finds catalog datasets such as ``mnist``.
 """
 
-from jaxclf.data.builders import digits, tabular
+from jaxclf.data.builders import digits, mnist1d, tabular
 
-BUILDERS = {"digits": digits.Digits, "breast_cancer": tabular.BreastCancer, "wine": tabular.Wine}
+BUILDERS = {
+    "digits": digits.Digits,
+    "mnist1d": mnist1d.Mnist1d,
+    "breast_cancer": tabular.BreastCancer,
+    "wine": tabular.Wine,
+}
