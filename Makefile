@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/lenet5_digits
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test test-interop install install-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ demo: install
 	$(PY) -m jaxclf.main --config=configs/lenet5_digits.py --workdir=$(RUN)
 
 test: install-test
-	$(PY) -m pytest -n 2 --dist=loadfile -q
+	$(PY) -m pytest -n 2 --dist=loadfile -q --ignore=tests/interop
+
+# torch + torchvision (large): checks converted torchvision weights give torchvision's logits.
+test-interop: install-test
+	$(PY) -m pip install --quiet -e '.[interop]'
+	$(PY) -m pytest -q tests/interop
 
 clean:
 	rm -rf $(VENV) runs

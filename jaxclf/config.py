@@ -39,6 +39,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.sequence_view = ""  # 'rows': an image becomes a sequence of its rows (for RNNs)
     c.dataset.augment = ()  # any of: random_crop, flip (training only)
     c.dataset.crop_padding = 4
+    c.dataset.split_ratio = 0.8  # image_folder: train fraction per class (no train/test folders)
+    c.dataset.split_seed = 0
+    c.dataset.on_bad_file = "skip"  # image_folder: skip (and list) | error on unreadable files
+
+    # Transfer learning (jaxclf.transfer); paths are regexes over '/'-joined parameter names.
+    c.transfer = ml_collections.ConfigDict()
+    c.transfer.init_from = ""  # workdir or checkpoint dir (e.g. python -m jaxclf.convert output)
+    c.transfer.exclude = ""  # paths never copied (a head of another shape is re-initialised anyway)
+    c.transfer.freeze = ""  # paths frozen, e.g. jaxclf.transfer.BACKBONE_PATTERN
+    c.transfer.unfreeze_after = -1  # -1: frozen for good; N >= 0: frozen N steps, then trained
+    c.transfer.backbone_lr_factor = 0.1  # lr multiplier of the frozen paths once they train
+    c.transfer.freeze_batch_stats = False  # batch norm in inference mode while training
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # sgd | momentum | nesterov | adam | adamw
@@ -126,6 +138,8 @@ def validate(config) -> None:
             f"unknown dataset.normalize {config.dataset.normalize!r}; valid: "
             f"{', '.join(data.input_pipeline.NORMALIZATIONS)}"
         )
+    if config.dataset.on_bad_file not in ("skip", "error"):
+        raise ValueError(f"dataset.on_bad_file must be 'skip' or 'error', got {config.dataset.on_bad_file!r}")
     t = config.train
     for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:

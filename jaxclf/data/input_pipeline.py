@@ -45,6 +45,8 @@ class Dataset:
     splits: dict[str, Split]
     num_classes: int
     class_names: tuple[str, ...] = ()
+    mean: Any = None  # per-channel normalisation applied to every split (jaxclf.predict needs it)
+    std: Any = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -54,6 +56,8 @@ class Dataset:
 
 def check_exists(name: str) -> None:
     """Raises ValueError if neither the bundled builders nor the TFDS catalog know ``name``."""
+    if name == "image_folder":
+        return
     try:
         tfds.builder_cls(name.split("/")[0].split(":")[0])
     except Exception as e:  # TFDS raises its own DatasetNotFoundError with suggestions.
@@ -126,7 +130,16 @@ def load(cfg) -> Dataset:
     """
     check_exists(cfg.name)
     names = (cfg.train_split, *cfg.eval_splits)
-    raw = {split: _read_split(cfg, split) for split in dict.fromkeys(names)}
+    if cfg.name == "image_folder":
+        from jaxclf.data import image_folder
+
+        raw, class_names = image_folder.read_splits(cfg)
+        missing = [s for s in names if s not in raw]
+        if missing:
+            raise ValueError(f"image folder {cfg.data_dir} has no split {missing}; it has {sorted(raw)}")
+        raw = {s: raw[s] for s in dict.fromkeys(names)}
+    else:
+        raw = {split: _read_split(cfg, split) for split in dict.fromkeys(names)}
     splits = {}
     for split, arrays in raw.items():
         for key in (cfg.image_key, cfg.label_key):
@@ -145,10 +158,12 @@ def load(cfg) -> Dataset:
     splits = {
         k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()
     }
+    if cfg.name == "image_folder":
+        return Dataset(cfg.name, splits, len(class_names), class_names, mean, std)
     builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
     label = builder.info.features[cfg.label_key]
     names = tuple(label.names) if getattr(label, "names", None) else ()
-    return Dataset(cfg.name, splits, label.num_classes, names)
+    return Dataset(cfg.name, splits, label.num_classes, names, mean, std)
 
 
 @functools.lru_cache(maxsize=4)

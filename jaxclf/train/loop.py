@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
-from jaxclf import data, metrics, models, report
+from jaxclf import data, metrics, models, predict, report, transfer
 from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -123,7 +123,12 @@ def _build(config, mesh) -> _Program:
     ds = data.load(config.dataset)
     _check_labels(ds)
     model = build_model(config, ds.num_classes)
-    tx = optim.optimizer(config.optim, config.train.num_steps)
+    if config.transfer.freeze_batch_stats:
+        model = transfer.freeze_batch_norm(model)
+    tx = transfer.make_optimizer(
+        optim.optimizer(config.optim, config.train.num_steps), freeze=config.transfer.freeze or None,
+        backbone_lr_factor=config.transfer.backbone_lr_factor, unfreeze_after=config.transfer.unfreeze_after,
+    )
     options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
     metric_set = metrics.collection(config.metrics, num_classes=ds.num_classes, task=config.task, **options)
     eval_names = tuple(dict.fromkeys(config.metrics + report.report_metrics(config.task, ds.num_classes)))
@@ -266,6 +271,12 @@ def train_and_evaluate(
         start, item = restored
         state, acc, last_saved = item["state"], item["train"], start
         logging.warning("resumed %s from step %d", workdir, start)
+    elif config.transfer.init_from:
+        state = transfer.initialize(state, config.transfer.init_from, exclude=config.transfer.exclude or None)
+    if jax.process_index() == 0:
+        ds = program.ds
+        workdir_lib.write_json(workdir / predict.PREPROCESSING_FILE, predict.preprocessing_record(
+            input_shape=ds.input_shape, pad=config.dataset.pad, mean=ds.mean, std=ds.std, class_names=ds.class_names))
 
     t = config.train
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
