@@ -116,3 +116,13 @@ def test_sigterm_checkpoints_current_step_and_exits_nonzero(tmp_path, tfds_dir):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"from step {step}" in resumed.stderr
+
+
+def test_same_config_and_seed_give_identical_runs(smoke_config, tmp_path):
+    a = train_and_evaluate(smoke_config, tmp_path / "a", devices=one_device())
+    b = train_and_evaluate(smoke_config, tmp_path / "b", devices=one_device())
+    assert a == b
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    _, pa = checkpoint.load(tmp_path / "a" / "checkpoints")
+    _, pb = checkpoint.load(tmp_path / "b" / "checkpoints")
+    jax.tree.map(np.testing.assert_array_equal, pa["state"], pb["state"])

@@ -13,12 +13,22 @@ from typing import Mapping
 import jax
 
 
+def _step_of(line: str) -> int | None:
+    """The step of a metrics.jsonl line; None for a line cut short by a killed process."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 def truncate_after(path: Path, step: int) -> None:
-    """Drops ``metrics.jsonl`` lines with a step greater than ``step``."""
+    """Drops ``metrics.jsonl`` lines logged after ``step`` (and any half-written line)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [line for line in path.read_text().splitlines() if (s := _step_of(line)) is not None and s <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
 
 
 class MetricWriter:
