@@ -20,7 +20,7 @@ which it trains at ``transfer.backbone_lr_factor`` times the learning rate. No r
 import os
 import tempfile
 
-from jaxclf import recipes
+from jaxclf import recipes, transfer
 from jaxclf.config import base_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's pretrained models expect these
@@ -46,10 +46,8 @@ def get_config(arg=None):
     d.split_seed = 0
     d.on_bad_file = "skip"  # or 'error'
 
-    if "transfer" not in c:
-        c.transfer = transfer_defaults()
     c.transfer.init_from = ""  # a workdir or a `python -m jaxclf.convert` output
-    c.transfer.freeze = r"^(?!(head|fc|aux\d/Dense_1)/)"  # jaxclf.transfer.BACKBONE_PATTERN
+    c.transfer.freeze = transfer.BACKBONE_PATTERN  # train only the new head
     c.transfer.freeze_batch_stats = True
 
     c.optim.name = "adam"
@@ -64,18 +62,6 @@ def get_config(arg=None):
     return recipes.apply_variant(c, arg, {**variants, "scratch": _scratch, "smoke": _smoke})
 
 
-def transfer_defaults():
-    """The transfer section with its defaults (kept here until it is part of base_config)."""
-    import ml_collections
-
-    t = ml_collections.ConfigDict()
-    t.init_from = ""  # checkpoint dir or workdir; empty: train from scratch
-    t.exclude = ""  # regex of paths never copied (the head is re-initialised anyway on shape change)
-    t.freeze = ""  # regex of parameter paths frozen (empty: none)
-    t.unfreeze_after = -1  # -1: frozen for good; N >= 0: frozen N steps, then trained
-    t.backbone_lr_factor = 0.1  # lr multiplier for the frozen paths once they train
-    t.freeze_batch_stats = False  # batch norm in inference mode during training
-    return t
 
 
 def _backbone(name):

@@ -37,6 +37,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.mean = ml_collections.FieldReference(None, field_type=tuple)
     c.dataset.std = ml_collections.FieldReference(None, field_type=tuple)
     c.dataset.sequence_view = ""  # 'rows': an image becomes a sequence of its rows (for RNNs)
+    c.dataset.keep_classes = ()  # a subset of classes (relabelled 0..k-1 in this order); () = all
+    c.dataset.examples_per_class = 0  # label budget for the train split; 0 = every example
+    c.dataset.budget_seed = 0
     c.dataset.augment = ()  # any of: random_crop, flip (training only)
     c.dataset.crop_padding = 4
     c.dataset.split_ratio = 0.8  # image_folder: train fraction per class (no train/test folders)

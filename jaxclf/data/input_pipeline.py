@@ -126,7 +126,9 @@ def load(cfg) -> Dataset:
     ``cfg`` is the config's ``dataset`` section: ``name``, ``data_dir``, ``download``,
     ``train_split``, ``eval_splits``, ``image_key``, ``label_key``, ``pad``, ``resize``,
     ``normalize`` (+ optional ``mean``/``std``), ``sequence_view`` ('rows': images become
-    sequences of rows, for recurrent models).
+    sequences of rows, for recurrent models), ``keep_classes`` (a subset of classes,
+    relabelled in that order), ``examples_per_class`` / ``budget_seed`` (a label budget for
+    the train split).
     """
     check_exists(cfg.name)
     names = (cfg.train_split, *cfg.eval_splits)
@@ -154,16 +156,45 @@ def load(cfg) -> Dataset:
             if cfg.sequence_view == "rows":  # each image row is one time step
                 inputs = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
         splits[split] = Split(inputs, arrays[cfg.label_key].astype(np.int32))
+    if cfg.name == "image_folder":
+        num_classes = len(class_names)
+    else:
+        label = tfds.builder(cfg.name, data_dir=cfg.data_dir).info.features[cfg.label_key]
+        num_classes, class_names = label.num_classes, tuple(getattr(label, "names", None) or ())
+    if cfg.keep_classes:
+        splits = {k: _keep_classes(s, cfg.keep_classes, num_classes) for k, s in splits.items()}
+        class_names = tuple(class_names[c] for c in cfg.keep_classes) if class_names else ()
+        num_classes = len(cfg.keep_classes)
+    if cfg.examples_per_class:
+        train = splits[cfg.train_split]
+        splits[cfg.train_split] = _label_budget(train, cfg.examples_per_class, cfg.budget_seed)
+    for name, split in splits.items():
+        if split.num_examples == 0:
+            raise ValueError(f"dataset {cfg.name!r} split {name!r} is empty after keep_classes/examples_per_class")
     mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
     splits = {
         k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()
     }
-    if cfg.name == "image_folder":
-        return Dataset(cfg.name, splits, len(class_names), class_names, mean, std)
-    builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
-    label = builder.info.features[cfg.label_key]
-    names = tuple(label.names) if getattr(label, "names", None) else ()
-    return Dataset(cfg.name, splits, label.num_classes, names, mean, std)
+    return Dataset(cfg.name, splits, num_classes, class_names, mean, std)
+
+
+def _keep_classes(split: Split, classes, num_classes: int) -> Split:
+    """Only the examples of ``classes``, relabelled 0..len(classes)-1 in that order."""
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad or len(set(classes)) != len(classes):
+        raise ValueError(f"dataset.keep_classes {tuple(classes)} must be distinct classes in [0, {num_classes})")
+    relabel = np.full(num_classes, -1, np.int32)
+    relabel[list(classes)] = np.arange(len(classes))
+    keep = relabel[split.labels] >= 0
+    return Split(split.inputs[keep], relabel[split.labels[keep]])
+
+
+def _label_budget(split: Split, per_class: int, seed: int) -> Split:
+    """At most ``per_class`` examples of each class, drawn with ``seed`` (few-label training)."""
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(split.labels == c))[:per_class] for c in np.unique(split.labels)]
+    idx = np.sort(np.concatenate(chosen))
+    return Split(split.inputs[idx], split.labels[idx])
 
 
 @functools.lru_cache(maxsize=4)
