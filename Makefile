@@ -25,7 +25,7 @@ demo: install
 	$(PY) -m jaxclf.main --config=configs/lenet5_digits.py --workdir=$(RUN)
 
 test: install-test
-	$(PY) -m pytest -n 2 --dist=loadfile -q --ignore=tests/interop
+	$(PY) -m pytest -n 2 --dist=worksteal -q --ignore=tests/interop
 
 # torch + torchvision (large): checks converted torchvision weights give torchvision's logits.
 test-interop: install-test

@@ -11,15 +11,19 @@ import jax
 import pytest
 import tensorflow_datasets as tfds
 
+import jax.numpy as jnp
+
 from jaxclf import config as config_lib
+from jaxclf import metrics
 from jaxclf.data import builders
-from jaxclf.train import train_and_evaluate
+from jaxclf.train import build_model, optim, train_and_evaluate
+from jaxclf.train import state as state_lib
 
 from conftest import REPO
 
 SMOKE_CONFIGS = [
-    "lenet5_digits", "lenet5_mnist",
-    "resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10", "resnet18_cifar10", "vgg16_bn_cifar10",
+    "lenet5_digits", "lenet5_mnist", "resnet20_cifar10",
+    "linear_breast_cancer", "linear_wine", "mnist1d_logreg", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru",
     "not_hotdog",
 ]
 
@@ -31,6 +35,31 @@ def test_config_loads_and_validates(path):
     assert c.train.num_steps > 0
     doc = open(path).read()
     assert "python -m jaxclf.main --config=configs/" in doc, "the docstring must hold the launch command"
+
+
+# The deeper CIFAR models share resnet20_cifar10's recipe and code path; compiling them costs
+# minutes of CPU, so their smoke test traces one train step abstractly (jax.eval_shape: every
+# shape, the optimizer and the loss, without compiling).
+TRACED_CONFIGS = ["resnet56_cifar10", "resnet110_cifar10", "resnet18_cifar10", "vgg16_bn_cifar10"]
+
+
+@pytest.mark.parametrize("name", TRACED_CONFIGS)
+def test_deep_smoke_variant_traces_a_train_step(name):
+    c = config_lib.load(os.path.join(REPO, "configs", f"{name}.py"), "smoke")
+    model = build_model(c, 10)
+    tx = optim.optimizer(c.optim, c.train.num_steps)
+    coll = metrics.collection(c.metrics, num_classes=10, task=c.task)
+    train_step, _ = state_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0))
+    images = jax.ShapeDtypeStruct((c.train.batch_size, 32, 32, 3), jnp.float32)
+    state = jax.eval_shape(lambda x: state_lib.init_state(model, tx, x, jax.random.key(0)), images)
+    batch = {
+        "inputs": images,
+        "labels": jax.ShapeDtypeStruct((c.train.batch_size,), jnp.int32),
+        "mask": jax.ShapeDtypeStruct((c.train.batch_size,), jnp.float32),
+    }
+    new_state, stats = jax.eval_shape(train_step, state, batch)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state.params) == jax.tree.map(lambda a: (a.shape, a.dtype), state.params)
+    assert stats["grad_norm"].shape == ()
 
 
 @pytest.mark.parametrize("name", SMOKE_CONFIGS)
