@@ -126,3 +126,20 @@ def test_same_config_and_seed_give_identical_runs(smoke_config, tmp_path):
     _, pa = checkpoint.load(tmp_path / "a" / "checkpoints")
     _, pb = checkpoint.load(tmp_path / "b" / "checkpoints")
     jax.tree.map(np.testing.assert_array_equal, pa["state"], pb["state"])
+
+
+def test_checkpoint_from_another_model_is_refused_and_kept(smoke_config, tmp_path):
+    train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    smoke_config.model.name = "mlp"
+    with pytest.raises(ConfigMismatchError, match="model.name: 'lenet5' -> 'mlp'"):
+        train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+    with pytest.raises(checkpoint.NoValidCheckpointError, match="could be restored"):
+        train_and_evaluate(smoke_config, tmp_path, devices=one_device(), allow_config_change=True)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before  # nothing moved or lost
+
+
+def test_input_shape_the_model_cannot_take_is_a_clear_error(smoke_config, tmp_path):
+    smoke_config.dataset.resize = (8, 8)  # LeNet-5's two 5x5 valid convolutions need at least 16x16
+    with pytest.raises(ValueError, match=r"model 'lenet5' cannot take inputs of shape \(8, 8, 1\)"):
+        train_and_evaluate(smoke_config, tmp_path, devices=one_device())
