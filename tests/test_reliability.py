@@ -143,3 +143,11 @@ def test_input_shape_the_model_cannot_take_is_a_clear_error(smoke_config, tmp_pa
     smoke_config.dataset.resize = (8, 8)  # LeNet-5's two 5x5 valid convolutions need at least 16x16
     with pytest.raises(ValueError, match=r"model 'lenet5' cannot take inputs of shape \(8, 8, 1\)"):
         train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+
+
+def test_config_keys_added_later_with_default_values_are_no_change():
+    from jaxclf.train.workdir import config_diff
+
+    old = {"optim": {"lr": 0.1}}
+    assert config_diff(old, {"optim": {"lr": 0.1, "b1": 0.9}}, {"optim": {"b1": 0.9}}) == []
+    assert config_diff(old, {"optim": {"lr": 0.1, "b1": 0.5}}, {"optim": {"b1": 0.9}}) == ["optim.b1: '<absent>' -> 0.5"]

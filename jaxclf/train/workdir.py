@@ -44,10 +44,22 @@ def _flatten(tree, prefix=""):
     return out
 
 
-def config_diff(old: dict, new: dict) -> list[str]:
-    """Lines ``key: old -> new`` for every dotted key whose value differs."""
-    a, b = _flatten(old), _flatten(new)
-    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+_ABSENT = "<absent>"
+
+
+def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[str]:
+    """Lines ``key: old -> new`` for every dotted key whose value differs.
+
+    A key the old config lacks is no difference when the new value is its default (a run
+    written before jaxclf grew that key behaved as the default does).
+    """
+    a, b, d = _flatten(old), _flatten(new), _flatten(defaults or {})
+    lines = []
+    for k in sorted(a.keys() | b.keys()):
+        va, vb = a.get(k, _ABSENT), b.get(k, _ABSENT)
+        if va != vb and not (va == _ABSENT and k in d and d[k] == vb):
+            lines.append(f"{k}: {va!r} -> {vb!r}")
+    return lines
 
 
 def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
@@ -55,7 +67,10 @@ def record_config(path: Path, config: dict, *, allow_change: bool = False) -> No
     config = json.loads(json.dumps(config))  # tuples -> lists, as stored
     target = path / "config.json"
     if target.exists():
-        diff = config_diff(json.loads(target.read_text()), config)
+        from jaxclf.config import base_config
+
+        defaults = json.loads(json.dumps(base_config().to_dict()))
+        diff = config_diff(json.loads(target.read_text()), config, defaults)
         if diff and not allow_change:
             raise ConfigMismatchError(
                 f"workdir {str(path)!r} holds a run with a different config:\n  "
