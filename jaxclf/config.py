@@ -45,6 +45,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.split_ratio = 0.8  # image_folder: train fraction per class (no train/test folders)
     c.dataset.split_seed = 0
     c.dataset.on_bad_file = "skip"  # image_folder: skip (and list) | error on unreadable files
+    # False: stream from TFDS ArrayRecord files (jaxclf.data.streaming; datasets too large for
+    # memory, e.g. ImageNet): needs resize, explicit mean/std; augment: random_resized_crop, flip.
+    c.dataset.in_memory = True
+    c.dataset.eval_resize = 0  # streaming eval: shorter side to this, then center crop `resize`; 0: resize whole
+    c.dataset.num_workers = 4  # streaming: host threads decoding and preprocessing images
 
     # Transfer learning (jaxclf.transfer); paths are regexes over '/'-joined parameter names.
     c.transfer = ml_collections.ConfigDict()
@@ -88,6 +93,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.class_weights = ml_collections.FieldReference(None, field_type=tuple)
     c.train.aux_loss_weight = 0.3  # weight of auxiliary logits (e.g. GoogLeNet) in the loss
     c.train.threshold = 0.5  # binary / multi-label decision threshold for the metrics
+    # Binary runs store a decision threshold in WORKDIR/decision.json (jaxclf.predict uses it):
+    # 'fixed' (train.threshold), 'best_f1' or 'best_youden' (chosen on train.threshold_split,
+    # default the first eval split; prefer a validation split to the test split).
+    c.train.threshold_rule = "fixed"
+    c.train.threshold_split = ""
     c.train.log_grad_norms = False  # also log the gradient norm of every layer
     c.train.steps_per_call = 1  # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
@@ -128,12 +138,18 @@ def validate(config) -> None:
     optim.check_names(config.optim)
     metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
     data.check_exists(config.dataset.name)
-    unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)
-    if unknown_aug:
-        raise ValueError(
-            f"unknown dataset.augment {sorted(unknown_aug)}; valid: "
-            f"{', '.join(data.input_pipeline.AUGMENTATIONS)}"
-        )
+    if config.dataset.in_memory:
+        unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)
+        if unknown_aug:
+            raise ValueError(
+                f"unknown dataset.augment {sorted(unknown_aug)}; valid: "
+                f"{', '.join(data.input_pipeline.AUGMENTATIONS)} "
+                f"(streaming, dataset.in_memory=False: {', '.join(data.streaming.AUGMENTATIONS)})"
+            )
+        if config.dataset.eval_resize:
+            raise ValueError("dataset.eval_resize applies to streaming only (dataset.in_memory=False)")
+    else:
+        data.streaming.check_config(config.dataset)
     if config.dataset.sequence_view not in ("", "rows"):
         raise ValueError(f"unknown dataset.sequence_view {config.dataset.sequence_view!r}; valid: '', rows")
     if config.dataset.normalize not in data.input_pipeline.NORMALIZATIONS:
@@ -143,6 +159,15 @@ def validate(config) -> None:
         )
     if config.dataset.on_bad_file not in ("skip", "error"):
         raise ValueError(f"dataset.on_bad_file must be 'skip' or 'error', got {config.dataset.on_bad_file!r}")
+    from jaxclf.train.loop import THRESHOLD_RULES
+
+    if config.train.threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(
+            f"unknown train.threshold_rule {config.train.threshold_rule!r}; valid: {', '.join(THRESHOLD_RULES)}"
+        )
+    split = config.train.threshold_split
+    if split and split not in config.dataset.eval_splits:
+        raise ValueError(f"train.threshold_split {split!r} is not one of dataset.eval_splits {tuple(config.dataset.eval_splits)}")
     t = config.train
     for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:

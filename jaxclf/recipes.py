@@ -68,3 +68,60 @@ def greydanus2020_mnist1d(c: ml_collections.ConfigDict) -> None:
     c.train.eval_every = 1_000
     c.train.checkpoint_every = 3_000
     c.train.steps_per_call = 250
+
+
+IMAGENET_TRAIN_EXAMPLES = 1_281_167
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per channel, [0, 1] units (torchvision's)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet2012(
+    c: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    decay_epochs: tuple[float, ...],
+    decay_factor: float = 0.1,
+) -> None:
+    """ImageNet-2012 (ILSVRC-2012 classification) streamed from TFDS ArrayRecord files, with
+    the standard pipeline: train = random-resized crop to 224 (scale 0.08-1, ratio 3/4-4/3) +
+    horizontal flip, eval = shorter side to 256 + 224 center crop on the 50,000 validation
+    images, ImageNet mean/std; SGD momentum 0.9, lr multiplied by ``decay_factor`` at
+    ``decay_epochs``; top-1 and top-5 accuracy.
+
+    The data (manual download of ILSVRC2012_img_{train,val}.tar into DIR/downloads/manual) is
+    prepared once as ArrayRecord (random access):
+    ``tfds build imagenet2012 --data_dir=DIR --file_format=array_record``."""
+    d = c.dataset
+    d.name = "imagenet2012"
+    d.in_memory = False
+    d.train_split, d.eval_splits = "train", ("validation",)
+    d.resize, d.eval_resize = (224, 224), 256
+    d.normalize = "standardize"
+    d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
+    d.augment = ("random_resized_crop", "flip")
+    d.num_workers = 16
+    c.metrics = ("accuracy", "top5_accuracy")
+    o = c.optim
+    o.name, o.lr, o.momentum, o.weight_decay = "momentum", lr, 0.9, weight_decay
+    o.schedule = "step"
+    o.step_boundaries = tuple(e / epochs for e in decay_epochs)
+    o.step_factor = decay_factor
+    o.warmup_steps = 0
+    steps_per_epoch = -(-IMAGENET_TRAIN_EXAMPLES // batch_size)
+    t = c.train
+    t.batch_size, t.eval_batch_size = batch_size, 250  # 50,000 validation images = 200 batches
+    t.num_steps = epochs * steps_per_epoch
+    t.eval_every = steps_per_epoch
+    t.checkpoint_every = 2_000
+    t.log_every = 100
+    t.steps_per_call = 1  # streamed batches are large host arrays: one step per call
+
+
+def imagenet_smoke(c: ml_collections.ConfigDict) -> None:
+    """:func:`smoke` on small crops (64, eval 72) with few threads: cheap on mock data."""
+    smoke(c)
+    c.dataset.resize, c.dataset.eval_resize = (64, 64), 72
+    c.dataset.num_workers = 2

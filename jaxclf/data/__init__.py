@@ -1,6 +1,8 @@
-"""Datasets (TFDS, including the offline builders in ``jaxclf.data.builders``) and the
-deterministic in-memory input pipeline."""
+"""Datasets (TFDS, including the offline builders in ``jaxclf.data.builders``), the
+deterministic in-memory input pipeline, and the streaming one (``streaming``) for datasets
+too large for memory."""
 
+from jaxclf.data import streaming
 from jaxclf.data.input_pipeline import (
     Dataset,
     Split,

@@ -99,11 +99,12 @@ def _reset_window(acc, metric_set) -> dict:
 class _Program:
     """Everything built once from the config: data on the devices and the jitted functions."""
 
-    ds: data.Dataset
+    ds: data.Dataset | data.streaming.StreamDataset
     metric_set: Any  # training metrics (the config's list)
     eval_set: Any  # evaluation metrics: the config's list and the report's
     init: Callable  # () -> (state, train_stats)
-    train: Callable  # (state, acc, indices (K, batch)) -> (state, acc) after K steps
+    train: Callable  # (state, acc, inputs) -> (state, acc) after K steps; inputs from train_inputs
+    train_inputs: Callable  # [(start, stop), ...] -> iterator of each chunk's global inputs
     evaluate: Callable  # (state) -> {split: metric state}
     reset: Callable  # acc -> acc
 
@@ -120,8 +121,15 @@ class _Program:
 
 
 def _build(config, mesh) -> _Program:
-    ds = data.load(config.dataset)
-    _check_labels(ds)
+    """In memory (default), a train step gathers its batch from device arrays by index; with
+    ``dataset.in_memory=False`` the host streams preprocessed batches (jaxclf.data.streaming).
+    Both feed one scan body; only the batch source (``fetch``) differs."""
+    in_memory = config.dataset.in_memory
+    if in_memory:
+        ds = data.load(config.dataset)
+        _check_labels(ds)
+    else:
+        ds = data.streaming.load(config.dataset, seed=config.seed)
     model = build_model(config, ds.num_classes)
     if config.transfer.freeze_batch_stats:
         model = transfer.freeze_batch_norm(model)
@@ -151,12 +159,42 @@ def _build(config, mesh) -> _Program:
         label_smoothing=config.train.label_smoothing, class_weights=config.train.class_weights,
     )
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
-    device_data = {
-        name: {"inputs": mesh_lib.global_array(s.inputs, repl), "labels": mesh_lib.global_array(s.labels, repl)}
-        for name, s in ds.splits.items()
-    }
-    train_arrays = device_data[config.dataset.train_split]
-    augmentations = tuple(config.dataset.augment)
+    steps_sharded = mesh_lib.batch_sharded(mesh, batch_axis=1)
+    batch_size = config.train.batch_size
+    if in_memory:
+        device_data = {
+            name: {"inputs": mesh_lib.global_array(s.inputs, repl), "labels": mesh_lib.global_array(s.labels, repl)}
+            for name, s in ds.splits.items()
+        }
+        train_arrays = device_data[config.dataset.train_split]
+        n_train = ds.splits[config.dataset.train_split].num_examples
+        augmentations = tuple(config.dataset.augment)  # applied on the device, inside the step
+
+        def fetch(indices):  # one step's slice of the scanned inputs -> its batch
+            return _gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
+
+        def train_inputs(ranges):
+            for start, stop in ranges:
+                idx = np.stack([data.train_indices(config.seed, s, batch_size, n_train) for s in range(start, stop)])
+                yield mesh_lib.global_array(idx, steps_sharded)
+    else:
+        n_train = ds.train.num_examples
+        augmentations = ()  # applied on the host by the stream
+
+        def fetch(batch):
+            return {**batch, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
+
+        def host_chunk(start, stop):
+            steps = [ds.train.batch(data.train_indices(config.seed, s, batch_size, n_train), s) for s in range(start, stop)]
+            return {k: np.stack([b[k] for b in steps]) for k in steps[0]}
+
+        def train_inputs(ranges):
+            chunks = data.streaming.prefetch(functools.partial(host_chunk, *r) for r in ranges)
+            try:
+                for host in chunks:
+                    yield {k: mesh_lib.global_array(v, steps_sharded) for k, v in host.items()}
+            finally:
+                chunks.close()
     example = jnp.zeros((1, *ds.input_shape), jnp.float32)
 
     @jax.jit
@@ -170,9 +208,9 @@ def _build(config, mesh) -> _Program:
             ) from e
         return state, _empty_train_stats(metric_set, state.params)
 
-    def one_step(carry, indices):
+    def one_step(carry, step_inputs):
         state, acc = carry
-        batch = _gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
+        batch = fetch(step_inputs)
         if augmentations:
             k = jax.random.fold_in(aug_key, state.step)
             batch["inputs"] = data.augment(batch["inputs"], k, augmentations, config.dataset.crop_padding)
@@ -182,14 +220,19 @@ def _build(config, mesh) -> _Program:
         return (state, _accumulate(acc, stats, step, metric_set)), None
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def train(state, acc, indices):
-        """K steps in one call (a lax.scan over the leading axis of ``indices``)."""
-        return jax.lax.scan(one_step, (state, acc), indices)[0]
+    def train(state, acc, inputs):
+        """K steps in one call (a lax.scan over the leading axis of ``inputs``: index blocks
+        (K, batch) in memory, stacked batches {'inputs': (K, batch, ...), 'labels'} streaming)."""
+        return jax.lax.scan(one_step, (state, acc), inputs)[0]
 
     @functools.partial(jax.jit, out_shardings=repl)
     def eval_batch(state, acc, arrays, indices, mask):
         batch = jax.lax.with_sharding_constraint(_gather(arrays, indices, mask), sharded)
         return eval_set.merge(acc, eval_step(state, batch))
+
+    @functools.partial(jax.jit, out_shardings=repl)
+    def eval_host_batch(state, acc, batch):
+        return eval_set.merge(acc, eval_step(state, jax.lax.with_sharding_constraint(batch, sharded)))
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
 
@@ -197,15 +240,22 @@ def _build(config, mesh) -> _Program:
         out = {}
         for split in config.dataset.eval_splits:
             acc = empty_eval()
-            for idx, mask in data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size):
-                idx, mask = mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded)
-                acc = eval_batch(state, acc, device_data[split], idx, mask)
+            batches = data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size)
+            if in_memory:
+                for idx, mask in batches:
+                    idx, mask = mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded)
+                    acc = eval_batch(state, acc, device_data[split], idx, mask)
+            else:
+                stream = ds.splits[split]
+                thunks = (lambda i=idx, m=mask: {**stream.batch(i), "mask": m} for idx, mask in batches)
+                for host in data.streaming.prefetch(thunks):
+                    acc = eval_host_batch(state, acc, {k: mesh_lib.global_array(v, sharded) for k, v in host.items()})
             out[split] = acc
         return out
 
     init_sharded = jax.jit(init, out_shardings=repl)
     reset = jax.jit(lambda acc: _reset_window(acc, metric_set), out_shardings=repl)
-    return _Program(ds, metric_set, eval_set, init_sharded, train, evaluate, reset)
+    return _Program(ds, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, reset)
 
 
 def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
@@ -281,8 +331,6 @@ def train_and_evaluate(
     t = config.train
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
     writer = MetricWriter(workdir, resume_step=start)
-    n_train = program.ds.splits[config.dataset.train_split].num_examples
-    steps_sharded = mesh_lib.batch_sharded(mesh, batch_axis=1)
     bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
     eval_states = {}
 
@@ -297,13 +345,16 @@ def train_and_evaluate(
         periods = (t.log_every, t.eval_every, t.checkpoint_every)
         return min([step + t.steps_per_call, end] + [(step // p + 1) * p for p in periods])
 
+    ranges, s = [], start  # every chunk of steps up front: a stream can prepare the next one early
+    while s < end:
+        ranges.append((s, chunk_end(s)))
+        s = ranges[-1][1]
+    inputs = program.train_inputs(ranges)
     try:
         with preemption.catch_signals() as stop:
             done = start
-            while done < end:
-                stop_step = chunk_end(done)
-                idx = np.stack([data.train_indices(config.seed, s, t.batch_size, n_train) for s in range(done, stop_step)])
-                state, acc = program.train(state, acc, mesh_lib.global_array(idx, steps_sharded))
+            for _, stop_step in ranges:
+                state, acc = program.train(state, acc, next(inputs))
                 bar.update(stop_step - done)
                 done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:
@@ -322,6 +373,7 @@ def train_and_evaluate(
                     save(done)
                     raise preemption.Preempted(done, stop.signum)
     finally:
+        inputs.close()
         bar.close()
         ckpt.wait_until_finished()
         ckpt.close()
@@ -333,9 +385,26 @@ def train_and_evaluate(
     results = program.logged(config, eval_states)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / "results.json", results)
+        if config.task == "binary":
+            workdir_lib.write_json(workdir / "decision.json", _decision(config, program, eval_states))
         if config.eval.report:
             _write_report(workdir, config, program, eval_states)
     return results
+
+
+THRESHOLD_RULES = {"fixed": None, "best_f1": "best_f1_threshold", "best_youden": "best_youden_threshold"}
+
+
+def _decision(config, program: _Program, eval_states) -> dict:
+    """The binary decision threshold stored with the run (``jaxclf.predict`` uses it):
+    ``train.threshold`` ('fixed'), or the one maximising F1 or Youden's J on
+    ``train.threshold_split`` (use a validation split, e.g. eval_splits=('train[80%:]', 'test'))."""
+    rule = config.train.threshold_rule
+    if THRESHOLD_RULES[rule] is None:
+        return {"threshold": float(config.train.threshold), "rule": rule}
+    split = config.train.threshold_split or config.dataset.eval_splits[0]
+    values = jax.device_get(program.eval_set.compute(eval_states[split]))
+    return {"threshold": float(values[THRESHOLD_RULES[rule]]), "rule": rule, "split": split}
 
 
 def _write_report(workdir, config, program: _Program, eval_states) -> None:

@@ -1,0 +1,304 @@
+"""The streaming input path, for datasets too large for memory (ImageNet): random access to
+TFDS's ArrayRecord files, per-example preprocessing on the host, batches built per step.
+
+It keeps the in-memory pipeline's guarantees:
+
+* the batch of step ``s`` is a pure function of ``(seed, s)``: its example indices come from
+  :func:`jaxclf.data.train_indices`, and each example's random crop and flip from a generator
+  seeded by ``(seed, s, position in the batch)`` -- never from a stream's history -- so a
+  resumed run sees exactly the batches an uninterrupted one would, whatever the thread
+  timing;
+* evaluation visits every example once (:func:`jaxclf.data.eval_batches`: the last batch is
+  padded and masked).
+
+Images are decoded and preprocessed with PIL in a thread pool (``dataset.num_workers``; PIL
+releases the GIL), and :func:`prefetch` computes the next chunk of steps in a background
+thread while the devices run the current one (deterministic: the next chunk is known).
+
+Preprocessing (as torchvision's ImageNet references): train = ``RandomResizedCrop(resize,
+scale=(0.08, 1), ratio=(3/4, 4/3))`` + horizontal flip (``dataset.augment``); eval (and train
+without augmentation) = shorter side to ``dataset.eval_resize`` then a center crop of
+``dataset.resize`` (``eval_resize=0``: the whole image resized to ``dataset.resize``). Inputs
+are normalised with the explicit ``dataset.mean`` / ``dataset.std`` (in [0, 1] units):
+streaming cannot measure the train split's statistics.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import io
+import math
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
+
+AUGMENTATIONS = ("random_resized_crop", "flip")
+CROP_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop defaults (Szegedy et al. 2015)
+CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+T = TypeVar("T")
+
+
+def open_source(cfg, split: str):
+    """Random access to one split of a TFDS dataset prepared as ArrayRecord (images undecoded)."""
+    decoders = {cfg.image_key: tfds.decode.SkipDecoding()}
+    try:
+        return tfds.data_source(cfg.name, split=split, data_dir=cfg.data_dir, download=cfg.download,
+                                decoders=decoders, builder_kwargs={"file_format": "array_record"})
+    except Exception as e:  # TFDS: "Random access ... not supported" / "File format is already set"
+        if "file format" not in str(e).lower():
+            raise
+        raise ValueError(
+            f"dataset {cfg.name!r} in {cfg.data_dir or 'the default TFDS data_dir'} is prepared as "
+            "tfrecord, which cannot be read by index; streaming (dataset.in_memory=False) needs "
+            "ArrayRecord files. Prepare it with file_format='array_record', e.g.\n"
+            f"    tfds.builder({cfg.name!r}, data_dir=DIR, file_format='array_record').download_and_prepare()\n"
+            "or `tfds build NAME --file_format=array_record --data_dir=DIR` (tfds.load/tfds.data_source: "
+            "builder_kwargs={'file_format': 'array_record'}), into a data_dir without the tfrecord copy, "
+            f"or train in memory (dataset.in_memory=True). TFDS said: {e}"
+        ) from None
+
+
+def random_resized_crop_box(rng: np.random.Generator, height: int, width: int,
+                            scale=CROP_SCALE, ratio=CROP_RATIO) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` as torchvision's ``RandomResizedCrop.get_params``: ten tries at an
+    area fraction in ``scale`` and a log-uniform aspect ratio in ``ratio``, else a center crop
+    of the whole image clamped to ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of torchvision's ``CenterCrop``."""
+    h, w = size
+    return int(round((height - h) / 2.0)), int(round((width - w) / 2.0)), h, w
+
+
+def _to_pil(image) -> Image.Image:
+    if isinstance(image, (bytes, np.bytes_)):
+        img = Image.open(io.BytesIO(image))
+        img.load()
+        return img
+    image = np.asarray(image)
+    return Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
+
+
+def _as_array(img: Image.Image, channels: int) -> np.ndarray:
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode != mode:
+        img = img.convert(mode)
+    return np.asarray(img, dtype=np.uint8).reshape(img.height, img.width, channels)
+
+
+def preprocess_train(image, rng: np.random.Generator, size: tuple[int, int], *, channels: int = 3,
+                     flip: bool = True) -> np.ndarray:
+    """Random-resized crop to ``size`` (bilinear) and a random horizontal flip; uint8 HWC."""
+    img = _to_pil(image)
+    top, left, h, w = random_resized_crop_box(rng, img.height, img.width)
+    img = img.resize((size[1], size[0]), Image.BILINEAR, box=(left, top, left + w, top + h))
+    out = _as_array(img, channels)
+    if flip and rng.random() < 0.5:
+        out = out[:, ::-1]
+    return out
+
+
+def preprocess_eval(image, size: tuple[int, int], eval_resize: int, *, channels: int = 3) -> np.ndarray:
+    """Shorter side to ``eval_resize`` then a center crop of ``size``; uint8 HWC.
+    ``eval_resize=0``: the whole image resized to ``size``."""
+    img = _to_pil(image)
+    if not eval_resize:
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return _as_array(img, channels)
+    width, height = img.size
+    if min(width, height) != eval_resize:  # torchvision Resize(int): the long side truncated
+        if width <= height:
+            new_w, new_h = eval_resize, int(eval_resize * height / width)
+        else:
+            new_w, new_h = int(eval_resize * width / height), eval_resize
+        img = img.resize((new_w, new_h), Image.BILINEAR)
+    top, left, h, w = center_crop_box(img.height, img.width, size)
+    if (h, w) != (img.height, img.width):
+        img = img.crop((left, top, left + w, top + h))
+    return _as_array(img, channels)
+
+
+def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std) in [0, 1] units; ``standardize`` needs them in the config."""
+    if cfg.normalize == "none":
+        return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    if cfg.normalize == "unit":
+        return np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32)
+    if cfg.get("mean") is None or cfg.get("std") is None:
+        raise ValueError(
+            "streaming (dataset.in_memory=False) cannot measure the train split's mean/std: set "
+            "dataset.mean and dataset.std (per channel, in [0, 1] units; ImageNet: "
+            "(0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)), or dataset.normalize='unit' or 'none'"
+        )
+    mean, std = np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(f"dataset.mean/std must have {channels} values (one per channel), got {cfg.mean} / {cfg.std}")
+    return mean, std
+
+
+class StreamSplit:
+    """One split read by index: ``batch(indices, step)`` decodes and preprocesses a batch.
+
+    ``train=True`` applies ``cfg.augment`` ('random_resized_crop', 'flip'), seeded by
+    ``(seed, step, position)``; ``train=False`` (or no augmentation) resizes and center-crops.
+    """
+
+    def __init__(self, cfg, split: str, train: bool, *, seed: int = 0, source=None, num_classes: int | None = None):
+        if not cfg.resize or len(cfg.resize) != 2:
+            raise ValueError(f"streaming needs dataset.resize=(height, width), got {cfg.resize}")
+        self.name, self.split, self.train, self.seed = cfg.name, split, train, seed
+        self.image_key, self.label_key = cfg.image_key, cfg.label_key
+        self.size = tuple(int(s) for s in cfg.resize)
+        self.eval_resize = int(cfg.eval_resize)
+        augment = set(cfg.augment) if train else set()
+        unknown = augment - set(AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f"unknown streaming dataset.augment {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+        self.crop, self.flip = "random_resized_crop" in augment, "flip" in augment
+        info = tfds.builder(cfg.name, data_dir=cfg.data_dir).info
+        feature = info.features[cfg.image_key]
+        self.channels = int(feature.shape[-1] or 3)
+        label = info.features[cfg.label_key]
+        self.num_classes = num_classes if num_classes is not None else label.num_classes
+        self.class_names = tuple(getattr(label, "names", None) or ())
+        self.mean, self.std = normalization(cfg, self.channels)
+        self.source = source if source is not None else open_source(cfg, split)
+        self.num_workers = max(int(cfg.num_workers), 1)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if len(self.source) == 0:
+            raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.source)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (*self.size, self.channels)
+
+    def example(self, index: int, step: int, position: int) -> tuple[np.ndarray, int]:
+        """One preprocessed example (uint8 HWC) and its label: a pure function of the arguments."""
+        record = self.source[int(index)]
+        image = record[self.image_key]
+        if self.train and self.crop:
+            rng = np.random.default_rng((self.seed, step, position))
+            out = preprocess_train(image, rng, self.size, channels=self.channels, flip=self.flip)
+        else:
+            out = preprocess_eval(image, self.size, self.eval_resize, channels=self.channels)
+            if self.train and self.flip and np.random.default_rng((self.seed, step, position)).random() < 0.5:
+                out = out[:, ::-1]
+        return out, int(record[self.label_key])
+
+    def batch(self, indices, step: int = 0) -> dict[str, np.ndarray]:
+        """``{'inputs': float32 (B, H, W, C) normalised, 'labels': int32 (B,)}``."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.num_workers, thread_name_prefix=f"jaxclf-{self.split}")
+        results = list(self._pool.map(lambda a: self.example(a[1], step, a[0]), enumerate(np.asarray(indices).tolist())))
+        images = np.stack([r[0] for r in results])
+        labels = np.asarray([r[1] for r in results], np.int32)
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bad.any():
+            raise ValueError(f"split {self.split!r} has labels outside [0, {self.num_classes}), e.g. {labels[bad][:5].tolist()}")
+        inputs = ((images.astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+        return {"inputs": inputs, "labels": labels}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamDataset:
+    """The streaming counterpart of :class:`jaxclf.data.Dataset`: ``train`` (augmented) and the
+    evaluation ``splits``, read on demand."""
+
+    name: str
+    train: StreamSplit
+    splits: dict[str, StreamSplit]
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: Any
+    std: Any
+    input_shape: tuple[int, ...]
+
+
+def check_config(cfg) -> None:
+    """Raises ValueError for dataset settings the streaming path cannot honour."""
+    if cfg.name == "image_folder":
+        raise ValueError("dataset.in_memory=False reads TFDS ArrayRecord datasets; image folders load in memory")
+    if not cfg.resize or len(cfg.resize) != 2:
+        raise ValueError(f"streaming (dataset.in_memory=False) needs dataset.resize=(height, width), got {cfg.resize}")
+    if cfg.eval_resize and cfg.eval_resize < max(cfg.resize):
+        raise ValueError(f"dataset.eval_resize={cfg.eval_resize} is smaller than the crop dataset.resize={tuple(cfg.resize)}")
+    unsupported = {"pad": cfg.pad, "sequence_view": cfg.sequence_view, "keep_classes": cfg.keep_classes,
+                   "examples_per_class": cfg.examples_per_class}
+    set_keys = [k for k, v in unsupported.items() if v]
+    if set_keys:
+        raise ValueError(f"dataset.{', dataset.'.join(set_keys)} are in-memory options; streaming does not support them")
+    unknown = set(cfg.augment) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"unknown streaming dataset.augment {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
+    if cfg.num_workers <= 0:
+        raise ValueError(f"dataset.num_workers must be positive, got {cfg.num_workers}")
+    if cfg.normalize == "standardize" and (cfg.get("mean") is None or cfg.get("std") is None):
+        normalization(cfg, 3)  # raises the explanation
+
+
+def load(cfg, *, seed: int = 0) -> StreamDataset:
+    """The configured train split (augmented, seeded) and evaluation splits, opened for streaming."""
+    check_config(cfg)
+    train = StreamSplit(cfg, cfg.train_split, True, seed=seed)
+    splits = {name: StreamSplit(cfg, name, False, seed=seed) for name in dict.fromkeys(cfg.eval_splits)}
+    return StreamDataset(cfg.name, train, splits, train.num_classes, train.class_names, train.mean, train.std, train.input_shape)
+
+
+def prefetch(thunks: Iterable[Callable[[], T]], depth: int = 1) -> Iterator[T]:
+    """``thunk()`` for each thunk in order, computing up to ``depth`` ahead in a background
+    thread. The results do not depend on timing: each thunk is a pure function."""
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxclf-prefetch")
+    pending: collections.deque = collections.deque()
+    thunks = iter(thunks)
+    try:
+        for _ in range(depth):
+            nxt = next(thunks, None)
+            if nxt is not None:
+                pending.append(executor.submit(nxt))
+        while pending:
+            current = pending.popleft()
+            nxt = next(thunks, None)
+            if nxt is not None:
+                pending.append(executor.submit(nxt))
+            yield current.result()
+    finally:
+        for f in pending:
+            f.cancel()
+        executor.shutdown(wait=True)
