@@ -83,14 +83,16 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str) -> 
     rows = cm.sum(1, keepdims=True)
     normalised = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
     k = len(names)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * max(4.5, 0.5 * k + 2.5), max(4, 0.45 * k + 2)))
+    side = min(max(4.5, 0.5 * k + 2.5), 12)  # 1,000 classes must not make a gigapixel canvas
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side, min(max(4, 0.45 * k + 2), 11)))
     for ax, values, label, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], normalised, "row-normalised", "{:.2f}")):
         im = ax.imshow(values, cmap="Blues")
         ax.set_title(f"{title}: {label}")
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        ax.set_xticks(range(k), names, rotation=45 if k > 6 else 0)
-        ax.set_yticks(range(k), names)
+        if k <= 50:
+            ax.set_xticks(range(k), names, rotation=45 if k > 6 else 0)
+            ax.set_yticks(range(k), names)
         if k <= 20:
             threshold = values.max() / 2 if values.max() > 0 else 1
             for i in range(k):
@@ -132,6 +134,8 @@ def plot_roc_pr(hist_pos: np.ndarray, hist_neg: np.ndarray, names: list[str], ro
             continue  # undefined for a class absent (or alone) in this split
         fpr, tpr = _roc_points(curves["tpr"][c], curves["fpr"][c])
         interpolated.append(np.interp(grid, fpr, tpr))
+        if c >= 20:  # beyond 20 classes only the averages stay readable
+            continue
         label = names[c] if per_class else names[-1]
         ax_roc.plot(fpr, tpr, lw=1, alpha=0.7 if per_class else 1, label=f"{label} (AUC {_auc(fpr, tpr):.3f})")
         recall = np.nan_to_num(curves["recall"][c], nan=0.0)

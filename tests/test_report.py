@@ -76,3 +76,24 @@ def test_report_files_and_command(binary_run):
 def test_report_command_without_states_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit):
         report.main([f"--workdir={tmp_path}"])
+
+
+def test_decision_threshold_chosen_on_validation_split_round_trips(tmp_path, tfds_dir):
+    from jaxclf import predict
+
+    c = config_lib.load(os.path.join(REPO, "configs", "linear_breast_cancer.py"), "smoke")
+    c.dataset.data_dir = tfds_dir
+    c.dataset.train_split, c.dataset.eval_splits = "train[:80%]", ("train[80%:]", "test")
+    c.train.threshold_rule, c.train.threshold_split = "best_f1", "train[80%:]"
+    c.train.progress = False
+    results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
+    decision = json.loads((tmp_path / "decision.json").read_text())
+    assert decision == {"threshold": pytest.approx(results["train[80%:]"]["best_f1_threshold"]), "rule": "best_f1", "split": "train[80%:]"}
+    assert predict.decision_threshold(tmp_path, c) == pytest.approx(decision["threshold"])
+
+
+def test_unknown_threshold_rule_lists_choices():
+    c = config_lib.load(os.path.join(REPO, "configs", "linear_breast_cancer.py"))
+    c.train.threshold_rule = "best_acc"
+    with pytest.raises(ValueError, match="best_youden"):
+        config_lib.validate(c)
