@@ -3,7 +3,7 @@
     python experiments/mnist1d/run.py [--seeds 0 1 2] [--root runs/mnist1d]
 
 Each row is ``python -m jaxclf.main --config=configs/<config> --workdir=<root>/<row>_s<seed>
---config.seed=<seed>``; finished runs are reused (re-running resumes or re-evaluates).
+--config.seed=<seed>``; finished runs are reused, interrupted ones resume.
 Writes the markdown table to experiments/mnist1d/results.md.
 """
 
@@ -34,10 +34,13 @@ ROWS = [
 
 def run(config: str, seed: int, root: Path) -> float:
     workdir = root / f"{config.replace('.py', '').replace(':', '_')}_s{seed}"
+    results = workdir / "results.json"
+    if results.exists():  # finished: reuse it (delete the directory to train it again)
+        return json.loads(results.read_text())["test"]["accuracy"]
     cmd = [sys.executable, "-m", "jaxclf.main", f"--config=configs/{config}", f"--workdir={workdir}",
            f"--config.seed={seed}", "--config.train.progress=False"]
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((workdir / "results.json").read_text())["test"]["accuracy"]
+    return json.loads(results.read_text())["test"]["accuracy"]
 
 
 def main() -> None:
