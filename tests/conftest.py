@@ -1,4 +1,5 @@
-"""Test session set-up: 4 simulated CPU devices, quiet TensorFlow, a per-session TFDS dir.
+"""Test session set-up: 4 simulated CPU devices, quiet TensorFlow, a per-session TFDS dir,
+a per-session XLA compilation cache.
 
 Tests that want one device pass ``devices=jax.devices()[:1]`` explicitly.
 """
@@ -6,6 +7,14 @@ Tests that want one device pass ``devices=jax.devices()[:1]`` explicitly.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tempfile
+
+# One XLA compilation cache per test session, shared by the xdist workers and the
+# subprocesses the tests start: many tests compile the same small programs.
+_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxclf-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax
 import pytest
