@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ml_collections
 
-TASKS = ("multiclass", "binary", "multilabel")
+# generative: the model family defines its loss and the scalars it logs (e.g. Sketch-RNN).
+TASKS = ("multiclass", "binary", "multilabel", "generative")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -36,12 +37,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.normalize = "standardize"  # standardize (train-split stats or mean/std) | unit | none
     c.dataset.mean = ml_collections.FieldReference(None, field_type=tuple)
     c.dataset.std = ml_collections.FieldReference(None, field_type=tuple)
+    c.dataset.max_length = 256  # text: tokens kept per example; strokes: Nmax points (longer dropped)
+    c.dataset.vocab_size = 20000  # text: vocabulary from the train split, incl. 0 = padding, 1 = unknown
+    c.dataset.lowercase = True  # text
     c.dataset.sequence_view = ""  # 'rows': an image becomes a sequence of its rows (for RNNs)
     c.dataset.keep_classes = ()  # a subset of classes (relabelled 0..k-1 in this order); () = all
     c.dataset.examples_per_class = 0  # label budget for the train split; 0 = every example
     c.dataset.budget_seed = 0
-    c.dataset.augment = ()  # any of: random_crop, flip (training only)
+    c.dataset.augment = ()  # any of: random_crop, flip; stroke_scale, stroke_drop (training only)
     c.dataset.crop_padding = 4
+    c.dataset.stroke_scale = 0.15  # stroke_scale: offsets x U[1 - s, 1 + s] per sketch and axis
+    c.dataset.stroke_drop = 0.1  # stroke_drop: probability of dropping a point inside a stroke
     c.dataset.split_ratio = 0.8  # image_folder: train fraction per class (no train/test folders)
     c.dataset.split_seed = 0
     c.dataset.on_bad_file = "skip"  # image_folder: skip (and list) | error on unreadable files
@@ -59,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.transfer.unfreeze_after = -1  # -1: frozen for good; N >= 0: frozen N steps, then trained
     c.transfer.backbone_lr_factor = 0.1  # lr multiplier of the frozen paths once they train
     c.transfer.freeze_batch_stats = False  # batch norm in inference mode while training
+
+    # task 'generative': keyword arguments of the model family's own loss (jaxclf.models.objective).
+    c.loss = ml_collections.ConfigDict()
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # sgd | momentum | nesterov | adam | adamw
@@ -136,7 +145,13 @@ def validate(config) -> None:
             f"unknown model {config.model.name!r}; valid models: {', '.join(models.names())}"
         )
     optim.check_names(config.optim)
-    metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
+    if config.task == "generative":
+        valid = models.objective_scalars(config.model.name)
+        unknown = sorted(set(config.metrics) - set(valid))
+        if unknown:
+            raise ValueError(f"model {config.model.name!r} does not log {unknown}; it logs: {', '.join(valid)}")
+    else:
+        metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
     data.check_exists(config.dataset.name)
     if config.dataset.in_memory:
         unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)

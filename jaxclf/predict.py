@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxclf.data.image_folder import BadImageError, decode_image
+from jaxclf.data.input_pipeline import PREPROCESSING_FILE, preprocessing_record
 
-PREPROCESSING_FILE = "preprocessing.json"
 DECISION_FILE = "decision.json"
 
 
@@ -50,17 +50,6 @@ def read_config(workdir: Path):
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {workdir} a jaxclf run directory?")
     return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
-
-
-def preprocessing_record(*, input_shape, pad: int, mean, std, class_names: Sequence[str]) -> dict:
-    """What the loop stores in ``preprocessing.json``: everything prediction needs from the data."""
-    return {
-        "input_shape": [int(d) for d in input_shape],  # (H, W, C) the model takes
-        "pad": int(pad),
-        "mean": [float(m) for m in np.ravel(mean)],
-        "std": [float(s) for s in np.ravel(std)],
-        "class_names": [str(n) for n in class_names],
-    }
 
 
 def _read_preprocessing(workdir: Path, config) -> dict:

@@ -125,3 +125,21 @@ def imagenet_smoke(c: ml_collections.ConfigDict) -> None:
     smoke(c)
     c.dataset.resize, c.dataset.eval_resize = (64, 64), 72
     c.dataset.num_workers = 2
+
+
+def ha2017_sketch_rnn(c: ml_collections.ConfigDict, *, enc_hidden=256, dec_hidden=512, z_size=128, num_mixtures=20, max_length=250) -> None:
+    """Ha and Eck 2017 (Sketch-RNN): model, loss (KL annealing and floor) and training
+    settings; the paper's defaults."""
+    c.task = "generative"
+    c.metrics = ("recon", "offsets", "pen", "kl", "kl_weight")
+    c.model.name = "sketch_rnn"
+    c.model.enc_hidden, c.model.dec_hidden, c.model.z_size, c.model.num_mixtures = enc_hidden, dec_hidden, z_size, num_mixtures
+    c.model.recurrent_dropout = 0.1
+    c.loss.kl_weight, c.loss.kl_weight_start, c.loss.kl_decay, c.loss.kl_tolerance = 0.5, 0.01, 0.99995, 0.2
+    c.dataset.image_key, c.dataset.label_key = "strokes", "label"
+    c.dataset.max_length = max_length  # Nmax: longer sketches are dropped
+    c.dataset.augment = ("stroke_scale", "stroke_drop")
+    c.dataset.stroke_scale, c.dataset.stroke_drop = 0.15, 0.1
+    c.optim.name, c.optim.lr, c.optim.clip_norm = "adam", 1e-3, 1.0
+    c.optim.schedule, c.optim.end_lr_factor = "cosine", 0.01
+    c.train.batch_size = c.train.eval_batch_size = 100

@@ -1,6 +1,7 @@
 """Stroke formats, normalisation, augmentation, the .npz loader, shapes and rendering."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -50,23 +51,35 @@ def test_build_filters_normalises_with_train_scale_and_pads():
     np.testing.assert_allclose(data.splits["test"].strokes[0, :3, :2], train[0][:, :2] / data.scale, rtol=1e-6)
 
 
-def test_load_quickdraw_npz(tmp_path):
+def test_quickdraw_npz_files_load_through_tfds(tmp_path):
+    """QuickDraw sketch-rnn .npz files in the manual dir -> the sketch_quickdraw TFDS builder ->
+    data.load: classes by sorted file name, over-long sketches dropped, stroke-5 with lengths."""
+    from jaxclf import config as config_lib
+    from jaxclf import data
+
     rng = np.random.default_rng(1)
 
-    def split(n):
-        arr = np.empty(n, dtype=object)
-        for i in range(n):
-            k = rng.integers(2, 6)
+    def split(n, long=0):
+        arr = np.empty(n + long, dtype=object)
+        for i in range(n + long):
+            k = 12 if i >= n else rng.integers(2, 6)
             arr[i] = np.c_[rng.integers(-20, 20, (k, 2)), np.r_[np.zeros(k - 1), 1]].astype(np.int16)
         return arr
 
-    for name, n in (("cat", 4), ("dog", 3)):
-        np.savez(tmp_path / f"{name}.npz", train=split(n), valid=split(2), test=split(2))
-    data = S.load_quickdraw([tmp_path / "cat.npz", tmp_path / "dog.npz"], max_len=10)
-    assert data.class_names == ("cat", "dog")
-    assert set(data.splits) == {"train", "valid", "test"}
-    np.testing.assert_array_equal(data.splits["train"].labels, [0, 0, 0, 0, 1, 1, 1])
-    assert data.splits["valid"].strokes.shape == (4, 10, 5)
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for name, n in (("dog", 3), ("cat", 4)):
+        np.savez(manual / f"{name}.npz", train=split(n, long=1), valid=split(2), test=split(2))
+    cfg = config_lib.base_config().dataset
+    cfg.name, cfg.data_dir, cfg.image_key, cfg.max_length = "sketch_quickdraw", str(tmp_path), "strokes", 10
+    cfg.eval_splits = ("valid", "test")
+    ds = data.load(cfg)
+    train = ds.splits["train"]
+    np.testing.assert_array_equal(np.sort(train.labels), [0, 0, 0, 0, 1, 1, 1])  # cat.npz < dog.npz
+    assert train.inputs.shape == (7, 10, 5) and ds.splits["valid"].inputs.shape == (4, 10, 5)
+    np.testing.assert_array_equal(train.lengths, S.stroke5_length(train.inputs))
+    assert (train.lengths >= 2).all() and (train.lengths <= 5).all()
+    assert ds.preprocessing["max_length"] == 10 and ds.preprocessing["stroke_scale"] > 0
 
 
 def test_shapes_are_deterministic_and_valid():
@@ -86,7 +99,7 @@ def test_shapes_are_deterministic_and_valid():
 def test_augment_keeps_kept_points_and_end_rows():
     data = S.shapes_data(num_train=4, num_test=1)
     s5 = data.splits["train"].strokes
-    out = np.asarray(S.augment(jax.random.key(0), s5, scale=0.0, drop_prob=0.5))
+    out = np.asarray(S.drop_points_batch(jax.random.key(0), jnp.asarray(s5), 0.5))
     n_in, n_out = S.stroke5_length(s5), S.stroke5_length(out)
     assert (n_out < n_in).any() and (n_out >= 2).all()
     for x, y, a, b in zip(s5, out, n_in, n_out):
@@ -96,7 +109,7 @@ def test_augment_keeps_kept_points_and_end_rows():
         assert all(np.abs(pts_in - p).sum(-1).min() < 1e-4 for p in pts_out)
         np.testing.assert_allclose(pts_out[-1], pts_in[-1], atol=1e-4)
         np.testing.assert_array_equal(y[b:], np.tile(S.END_ROW, (len(y) - b, 1)))
-    scaled = np.asarray(S.augment(jax.random.key(1), s5, scale=0.2, drop_prob=0.0))
+    scaled = np.asarray(S.scale_offsets(jax.random.key(1), jnp.asarray(s5), 0.2))
     ratio = scaled[:, 1, :2] / s5[:, 1, :2]
     assert ((ratio > 0.79) & (ratio < 1.21)).all() and not np.allclose(ratio, 1)
 

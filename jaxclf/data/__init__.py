@@ -6,11 +6,12 @@ from jaxclf.data import streaming
 from jaxclf.data.input_pipeline import (
     Dataset,
     Split,
-    augment,
+    augment_batch,
     check_exists,
+    dataset_record,
     eval_batches,
     load,
     train_indices,
 )
 
-__all__ = ["Dataset", "Split", "augment", "check_exists", "eval_batches", "load", "train_indices"]
+__all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "load", "train_indices"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,21 +22,36 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
+from jaxclf.data import strokes
 
 NORMALIZATIONS = ("standardize", "unit", "none")
-AUGMENTATIONS = ("random_crop", "flip")
+PREPROCESSING_FILE = "preprocessing.json"  # in the workdir: see preprocessing_record
+AUGMENTATIONS = ("random_crop", "flip", "stroke_scale", "stroke_drop")
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split's preprocessed inputs (float32) and labels (int32), as host arrays."""
+    """One split's preprocessed inputs and int32 labels, as host arrays. Inputs are float32,
+    or int32 token ids for text; ``lengths`` (int32 per example) marks the valid steps of
+    variable-length sequences (text, strokes), None when every example is whole."""
 
     inputs: np.ndarray
     labels: np.ndarray
+    lengths: np.ndarray | None = None
 
     @property
     def num_examples(self) -> int:
         return len(self.labels)
+
+    def take(self, indices) -> "Split":
+        """The examples at ``indices`` (a boolean mask or integer positions)."""
+        lengths = None if self.lengths is None else self.lengths[indices]
+        return Split(self.inputs[indices], self.labels[indices], lengths)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The batchable arrays: inputs, labels and (if any) lengths."""
+        out = {"inputs": self.inputs, "labels": self.labels}
+        return out if self.lengths is None else {**out, "lengths": self.lengths}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +62,35 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     mean: Any = None  # per-channel normalisation applied to every split (jaxclf.predict needs it)
     std: Any = None
+    preprocessing: dict = dataclasses.field(default_factory=dict)  # e.g. vocabulary, stroke scale
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one example, without the batch dimension."""
         return next(iter(self.splits.values())).inputs.shape[1:]
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return next(iter(self.splits.values())).inputs.dtype
+
+
+def preprocessing_record(*, input_shape, pad: int, mean, std, class_names: Sequence[str], **extra) -> dict:
+    """What a run stores in ``preprocessing.json``: everything prediction needs from the data
+    (``extra``: e.g. a text vocabulary or the stroke scale)."""
+    return {
+        "input_shape": [int(d) for d in input_shape],  # (H, W, C) the model takes
+        "pad": int(pad),
+        "mean": [] if mean is None else [float(m) for m in np.ravel(mean)],
+        "std": [] if std is None else [float(s) for s in np.ravel(std)],
+        "class_names": [str(n) for n in class_names],
+        **extra,
+    }
+
+
+def dataset_record(ds: "Dataset", pad: int) -> dict:
+    """``preprocessing_record`` of a loaded dataset."""
+    return preprocessing_record(input_shape=ds.input_shape, pad=pad, mean=ds.mean, std=ds.std,
+                                class_names=ds.class_names, **ds.preprocessing)
 
 
 def check_exists(name: str) -> None:
@@ -120,18 +159,42 @@ def _normalization_stats(cfg, train_inputs: np.ndarray) -> tuple[np.ndarray, np.
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
-def load(cfg) -> Dataset:
-    """Loads the configured splits, preprocessed: to float, pad, resize, normalise.
+FEATURE_KINDS = ("dense", "text", "strokes")
 
-    ``cfg`` is the config's ``dataset`` section: ``name``, ``data_dir``, ``download``,
-    ``train_split``, ``eval_splits``, ``image_key``, ``label_key``, ``pad``, ``resize``,
-    ``normalize`` (+ optional ``mean``/``std``), ``sequence_view`` ('rows': images become
-    sequences of rows, for recurrent models), ``keep_classes`` (a subset of classes,
-    relabelled in that order), ``examples_per_class`` / ``budget_seed`` (a label budget for
-    the train split).
-    """
-    check_exists(cfg.name)
-    names = (cfg.train_split, *cfg.eval_splits)
+
+def _feature_kind(feature) -> str:
+    """How an input feature is preprocessed: 'text' (strings -> token ids), 'strokes'
+    (variable-length stroke-3 sketches -> padded stroke-5), else 'dense' (images, vectors,
+    fixed-length sequences)."""
+    if isinstance(feature, tfds.features.Text):
+        return "text"
+    shape = getattr(feature, "shape", ())
+    if len(shape) == 2 and shape[0] is None and shape[1] == 3:
+        return "strokes"
+    return "dense"
+
+
+def _read_ragged(cfg, split: str) -> dict[str, np.ndarray]:
+    """A split with variable-length features: example by example (they cannot be batched)."""
+    ds = tfds.load(cfg.name, split=split, data_dir=cfg.data_dir, download=cfg.download)
+    examples = list(tfds.as_numpy(ds))
+    if not examples:
+        raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
+    out = {}
+    for key in examples[0]:
+        values = [e[key] for e in examples]
+        out[key] = np.asarray(values) if np.ndim(values[0]) == 0 else _object_array(values)
+    return out
+
+
+def _object_array(values) -> np.ndarray:
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
+def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
+    """(raw splits {split: {feature: array}}, num_classes, class names, feature kind)."""
     if cfg.name == "image_folder":
         from jaxclf.data import image_folder
 
@@ -139,10 +202,56 @@ def load(cfg) -> Dataset:
         missing = [s for s in names if s not in raw]
         if missing:
             raise ValueError(f"image folder {cfg.data_dir} has no split {missing}; it has {sorted(raw)}")
-        raw = {s: raw[s] for s in dict.fromkeys(names)}
-    else:
-        raw = {split: _read_split(cfg, split) for split in dict.fromkeys(names)}
-    splits = {}
+        return {s: raw[s] for s in names}, len(class_names), tuple(class_names), "dense"
+    features = tfds.builder(cfg.name, data_dir=cfg.data_dir).info.features
+    for key in (cfg.image_key, cfg.label_key):
+        if key not in features:
+            raise ValueError(
+                f"dataset {cfg.name!r} has no feature {key!r}; "
+                f"features: {', '.join(sorted(features))} (set dataset.image_key/label_key)"
+            )
+    kind = _feature_kind(features[cfg.image_key])
+    read = _read_ragged if kind == "strokes" else _read_split
+    label = features[cfg.label_key]
+    class_names = tuple(getattr(label, "names", None) or ())
+    return {split: read(cfg, split) for split in names}, label.num_classes, class_names, kind
+
+
+def _prepare_dense(cfg, arrays: dict) -> Split:
+    inputs = _as_float_images(arrays[cfg.image_key])
+    if inputs.ndim == 4:
+        inputs = _resize(_pad(inputs, cfg.pad), cfg.resize)
+        if cfg.sequence_view == "rows":  # each image row is one time step
+            inputs = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
+    return Split(inputs, arrays[cfg.label_key].astype(np.int32))
+
+
+def _prepare_strokes(cfg, raw: dict, class_names) -> tuple[dict[str, Split], dict]:
+    """Stroke-3 sketches -> stroke-5 padded to ``dataset.max_length`` points (longer ones are
+    dropped), offsets divided by the train split's standard deviation."""
+    built = strokes.build(
+        {s: (list(a[cfg.image_key]), a[cfg.label_key]) for s, a in raw.items()},
+        class_names, cfg.max_length, train_split=cfg.train_split,
+    )
+    splits = {s: Split(x.strokes, x.labels, x.lengths) for s, x in built.splits.items()}
+    return splits, {"stroke_scale": float(built.scale), "max_length": cfg.max_length}
+
+
+def load(cfg) -> Dataset:
+    """Loads the configured splits, preprocessed by the input feature's kind.
+
+    ``cfg`` is the config's ``dataset`` section. Dense inputs (images, vectors, sequences):
+    to float, ``pad``, ``resize``, ``normalize`` (+ optional ``mean``/``std``),
+    ``sequence_view`` ('rows': images become sequences of rows, for recurrent models). Text
+    (``jaxclf.data.text``): tokenised with a train-split vocabulary of ``vocab_size``,
+    ``max_length`` tokens, with lengths. Stroke-3 sketches: stroke-5 of ``max_length``
+    points, with lengths. For every kind: ``keep_classes`` (a subset of classes, relabelled
+    in that order), ``examples_per_class`` / ``budget_seed`` (a label budget for the train
+    split).
+    """
+    check_exists(cfg.name)
+    names = tuple(dict.fromkeys((cfg.train_split, *cfg.eval_splits)))
+    raw, num_classes, class_names, kind = _read(cfg, names)
     for split, arrays in raw.items():
         for key in (cfg.image_key, cfg.label_key):
             if key not in arrays:
@@ -150,17 +259,16 @@ def load(cfg) -> Dataset:
                     f"dataset {cfg.name!r} split {split!r} has no feature {key!r}; "
                     f"features: {', '.join(sorted(arrays))} (set dataset.image_key/label_key)"
                 )
-        inputs = _as_float_images(arrays[cfg.image_key])
-        if inputs.ndim == 4:
-            inputs = _resize(_pad(inputs, cfg.pad), cfg.resize)
-            if cfg.sequence_view == "rows":  # each image row is one time step
-                inputs = inputs.reshape(inputs.shape[0], inputs.shape[1], -1)
-        splits[split] = Split(inputs, arrays[cfg.label_key].astype(np.int32))
-    if cfg.name == "image_folder":
-        num_classes = len(class_names)
+    extra = {}
+    if kind == "text":
+        from jaxclf.data import text
+
+        splits, vocabulary = text.prepare(cfg, raw, cfg.train_split)
+        extra = {"vocabulary": list(vocabulary), "max_length": cfg.max_length, "lowercase": cfg.lowercase}
+    elif kind == "strokes":
+        splits, extra = _prepare_strokes(cfg, raw, class_names or tuple(map(str, range(num_classes))))
     else:
-        label = tfds.builder(cfg.name, data_dir=cfg.data_dir).info.features[cfg.label_key]
-        num_classes, class_names = label.num_classes, tuple(getattr(label, "names", None) or ())
+        splits = {split: _prepare_dense(cfg, arrays) for split, arrays in raw.items()}
     if cfg.keep_classes:
         splits = {k: _keep_classes(s, cfg.keep_classes, num_classes) for k, s in splits.items()}
         class_names = tuple(class_names[c] for c in cfg.keep_classes) if class_names else ()
@@ -170,11 +278,11 @@ def load(cfg) -> Dataset:
         splits[cfg.train_split] = _label_budget(train, cfg.examples_per_class, cfg.budget_seed)
     for name, split in splits.items():
         if split.num_examples == 0:
-            raise ValueError(f"dataset {cfg.name!r} split {name!r} is empty after keep_classes/examples_per_class")
+            raise ValueError(f"dataset {cfg.name!r} split {name!r} is empty after preprocessing/keep_classes/examples_per_class")
+    if kind != "dense":  # token ids and normalised strokes are not standardised again
+        return Dataset(cfg.name, splits, num_classes, class_names, preprocessing=extra)
     mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
-    splits = {
-        k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()
-    }
+    splits = {k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()}
     return Dataset(cfg.name, splits, num_classes, class_names, mean, std)
 
 
@@ -185,16 +293,15 @@ def _keep_classes(split: Split, classes, num_classes: int) -> Split:
         raise ValueError(f"dataset.keep_classes {tuple(classes)} must be distinct classes in [0, {num_classes})")
     relabel = np.full(num_classes, -1, np.int32)
     relabel[list(classes)] = np.arange(len(classes))
-    keep = relabel[split.labels] >= 0
-    return Split(split.inputs[keep], relabel[split.labels[keep]])
+    kept = split.take(relabel[split.labels] >= 0)
+    return dataclasses.replace(kept, labels=relabel[kept.labels])
 
 
 def _label_budget(split: Split, per_class: int, seed: int) -> Split:
     """At most ``per_class`` examples of each class, drawn with ``seed`` (few-label training)."""
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(split.labels == c))[:per_class] for c in np.unique(split.labels)]
-    idx = np.sort(np.concatenate(chosen))
-    return Split(split.inputs[idx], split.labels[idx])
+    return split.take(np.sort(np.concatenate(chosen)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -242,14 +349,25 @@ def _random_flip(images: jax.Array, key: jax.Array) -> jax.Array:
     return jnp.where(flip, images[:, :, ::-1, :], images)
 
 
-def augment(images: jax.Array, key: jax.Array, augmentations: tuple[str, ...], crop_padding: int = 4) -> jax.Array:
-    """Random training augmentation inside jit (images NHWC, already normalised)."""
+def augment_batch(batch: dict, key: jax.Array, augmentations: tuple[str, ...], cfg) -> dict:
+    """Random training augmentation inside jit, in the listed order: images (NHWC, already
+    normalised) 'random_crop' (``cfg.crop_padding``), 'flip'; stroke-5 sketches
+    'stroke_scale' (``cfg.stroke_scale``), 'stroke_drop' (``cfg.stroke_drop``: dropped points
+    shorten the sketch, so ``lengths`` follow)."""
+    x = batch["inputs"]
     for i, name in enumerate(augmentations):
         sub = jax.random.fold_in(key, i)
         if name == "random_crop":
-            images = _random_crop(images, sub, crop_padding)
+            x = _random_crop(x, sub, cfg.crop_padding)
         elif name == "flip":
-            images = _random_flip(images, sub)
+            x = _random_flip(x, sub)
+        elif name == "stroke_scale":
+            x = strokes.scale_offsets(sub, x, cfg.stroke_scale)
+        elif name == "stroke_drop":
+            x = strokes.drop_points_batch(sub, x, cfg.stroke_drop)
         else:
             raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
-    return images
+    out = {**batch, "inputs": x}
+    if "stroke_drop" in augmentations and "lengths" in batch:
+        out["lengths"] = strokes.stroke5_length(x).astype(jnp.int32)
+    return out

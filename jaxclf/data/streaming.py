@@ -249,6 +249,8 @@ class StreamDataset:
     mean: Any
     std: Any
     input_shape: tuple[int, ...]
+    input_dtype: Any = np.float32  # decoded images, as the in-memory Dataset's
+    preprocessing: dict = dataclasses.field(default_factory=dict)
 
 
 def check_config(cfg) -> None:

@@ -134,25 +134,6 @@ def build(
     return StrokeData(splits, tuple(class_names), scale, max_len)
 
 
-def load_quickdraw(paths: Sequence[str | Path], max_len: int = 250) -> StrokeData:
-    """QuickDraw sketch-rnn ``.npz`` files (one class per file, keys train/valid/test holding
-    object arrays of int16 ``[n, 3]`` stroke-3 sketches), mixed, labelled by file order.
-
-    The paper uses ``max_len`` 250 (longer sketches are dropped). Class names are the file
-    stems (``cat.npz`` -> ``cat``).
-    """
-    paths = [Path(p) for p in paths]
-    raw: dict[str, tuple[list, list]] = {}
-    for label, path in enumerate(paths):
-        with np.load(path, encoding="latin1", allow_pickle=True) as f:
-            for split in ("train", "valid", "test"):
-                sketches, labels = raw.setdefault(split, ([], []))
-                items = [np.asarray(s, np.float32) for s in f[split]]
-                sketches.extend(items)
-                labels.extend([label] * len(items))
-    return build(raw, [p.stem for p in paths], max_len)
-
-
 # ----------------------------------------------------------------------------- shapes
 
 
@@ -274,18 +255,18 @@ def drop_points(key, s5: jax.Array, prob: float) -> jax.Array:
     return jnp.where(tail[:, None], jnp.asarray(END_ROW), rows)
 
 
-def augment(key, strokes: jax.Array, *, scale: float = 0.15, drop_prob: float = 0.1) -> jax.Array:
-    """Training augmentation of a padded stroke-5 batch ``(B, T, 5)``: offsets scaled by
-    independent factors in ``[1 - scale, 1 + scale]`` per sketch and axis (random aspect
-    ratio), then ``drop_points``. Jittable; end rows stay end rows."""
-    strokes = jnp.asarray(strokes)
-    k_scale, k_drop = jax.random.split(key)
-    factors = jax.random.uniform(k_scale, (strokes.shape[0], 1, 2), minval=1 - scale, maxval=1 + scale)
-    strokes = strokes.at[..., :2].multiply(factors)
-    if drop_prob > 0:
-        keys = jax.random.split(k_drop, strokes.shape[0])
-        strokes = jax.vmap(drop_points, in_axes=(0, 0, None))(keys, strokes, drop_prob)
-    return strokes
+def scale_offsets(key, strokes: jax.Array, amount: float) -> jax.Array:
+    """A padded stroke-5 batch ``(B, T, 5)`` with offsets scaled by independent factors in
+    ``[1 - amount, 1 + amount]`` per sketch and axis (a random aspect ratio); end rows stay
+    end rows."""
+    factors = jax.random.uniform(key, (strokes.shape[0], 1, 2), minval=1 - amount, maxval=1 + amount)
+    return strokes.at[..., :2].multiply(factors)
+
+
+def drop_points_batch(key, strokes: jax.Array, prob: float) -> jax.Array:
+    """``drop_points`` on each sketch of a padded stroke-5 batch ``(B, T, 5)``."""
+    keys = jax.random.split(key, strokes.shape[0])
+    return jax.vmap(drop_points, in_axes=(0, 0, None))(keys, strokes, prob)
 
 
 # ----------------------------------------------------------------------------- TFDS builders

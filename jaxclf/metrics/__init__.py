@@ -13,6 +13,7 @@ from jaxclf.metrics.calibration import (brier_score, calibration_from_sums,
                                         expected_calibration_error, log_loss,
                                         reliability_diagram)
 from jaxclf.metrics.collection import Collection, collection, names
+from jaxclf.metrics.means import Means, means
 from jaxclf.metrics.confusion import (Counts, confusion_matrix, counts, counts_from_confusion,
                                       multilabel_confusion_matrix)
 from jaxclf.metrics.ranking import (average_precision, best_thresholds, histogram_auc,
@@ -30,11 +31,11 @@ average_precision_score = average_precision
 
 __all__ = [
     "BinnedAUC", "Calibration", "Collection", "ConfusionMatrix", "Counts", "ExactScores",
-    "Mean", "accuracy", "average_precision", "average_precision_score", "balanced_accuracy",
+    "Mean", "Means", "accuracy", "average_precision", "average_precision_score", "balanced_accuracy",
     "best_thresholds", "brier_score", "brier_score_loss", "calibration_from_sums",
     "cohen_kappa", "collection", "confusion_matrix", "counts", "counts_from_confusion",
     "expected_calibration_error", "f1", "fbeta", "fnr", "fpr", "histogram_auc",
-    "histogram_curves", "log_loss", "matthews_corrcoef", "multilabel_confusion_matrix",
+    "histogram_curves", "log_loss", "matthews_corrcoef", "means", "multilabel_confusion_matrix",
     "names", "npv", "precision", "precision_recall_curve", "recall", "reliability_diagram",
     "roc_auc", "roc_auc_score", "roc_curve", "sensitivity", "specificity", "streaming",
     "top_k_accuracy",

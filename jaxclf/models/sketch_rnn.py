@@ -120,9 +120,10 @@ class SketchRNN(nn.Module):
         self.dec = cell(self.dec_hidden)
         self.out = nn.Dense(6 * self.num_mixtures + 3)
 
-    def encode(self, strokes, *, train: bool = False):
-        """``(mu, logvar)`` of q(z | sketch), each (B, z_size)."""
-        lengths = stroke5_length(strokes)
+    def encode(self, strokes, lengths=None, *, train: bool = False):
+        """``(mu, logvar)`` of q(z | sketch), each (B, z_size); ``lengths`` default to the
+        points before each sketch's first end row."""
+        lengths = stroke5_length(strokes) if lengths is None else lengths
         zeros = _zero_carry(strokes.shape[0], self.enc_hidden)
         _, h_fwd = _run(self.enc_fwd, zeros, strokes, train)
         _, h_bwd = _run(self.enc_bwd, zeros, reverse_valid(strokes, lengths), train)
@@ -143,19 +144,19 @@ class SketchRNN(nn.Module):
         carry, h = _run(self.dec, carry, inputs, train)
         return carry, self.out(h)
 
-    def latent(self, strokes, *, train: bool):
+    def latent(self, strokes, lengths=None, *, train: bool):
         """``(z, mu, logvar)``; ``z = mu + exp(logvar / 2) * eps`` in training, ``mu`` otherwise."""
-        mu, logvar = self.encode(strokes, train=train)
+        mu, logvar = self.encode(strokes, lengths, train=train)
         if not train:
             return mu, mu, logvar
         eps = jax.random.normal(self.make_rng("dropout"), mu.shape)
         return mu + jnp.exp(logvar / 2) * eps, mu, logvar
 
-    def __call__(self, strokes, *, train: bool = False) -> dict[str, Any]:
+    def __call__(self, strokes, *, lengths=None, train: bool = False) -> dict[str, Any]:
         strokes = strokes.astype(jnp.float32)
         batch = strokes.shape[0]
         if self.conditional:
-            z, mu, logvar = self.latent(strokes, train=train)
+            z, mu, logvar = self.latent(strokes, lengths, train=train)
         else:
             z, mu, logvar = None, *(jnp.zeros((batch, self.z_size)),) * 2
         start = jnp.broadcast_to(jnp.asarray(START_ROW), (batch, 1, 5))
@@ -267,6 +268,24 @@ def loss_fn(
     return total, scalars
 
 
+SCALARS = ("loss", "recon", "offsets", "pen", "kl", "kl_weight")
+
+
+def objective(model: SketchRNN, **loss_kwargs):
+    """The training loop's loss hook (task 'generative'): ``(outputs, batch, step) -> (loss,
+    scalars)`` with ``loss_fn`` on ``batch['inputs']`` (the stroke-5 sketches), masked by
+    ``batch['mask']``; ``loss_kwargs`` are ``loss_fn``'s KL settings (the config's ``loss``)."""
+    unknown = set(loss_kwargs) - {"kl_weight", "kl_weight_start", "kl_decay", "kl_tolerance"}
+    if unknown:
+        raise TypeError(f"unknown loss setting(s) {sorted(unknown)}; valid: kl_weight, kl_weight_start, kl_decay, kl_tolerance")
+    conditional = model.conditional
+
+    def fn(outputs, batch, step):
+        return loss_fn(outputs, batch["inputs"], step=step, mask=batch["mask"], conditional=conditional, **loss_kwargs)
+
+    return fn
+
+
 # ----------------------------------------------------------------------------- generation
 
 
@@ -335,3 +354,56 @@ def interpolate(z0, z1, num: int, *, spherical: bool = True):
     safe = jnp.where(so > 1e-6, so, 1.0)
     slerp = (jnp.sin((1 - t) * omega) * z0 + jnp.sin(t * omega) * z1) / safe
     return jnp.where(so > 1e-6, slerp, (1 - t) * z0 + t * z1)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figures(out, model: SketchRNN, params, strokes: np.ndarray, labels: np.ndarray, class_names, *, seed: int = 0) -> None:
+    """Draws into directory ``out``: the data (``data.png``), samples from the prior at
+    temperatures 0.1 and 0.5, and for a conditional model reconstructions of sketches of
+    every class and latent interpolations between classes (PNG grids, one SVG). ``strokes``
+    are padded stroke-5 sketches (e.g. the test split), ``labels`` their classes."""
+    from pathlib import Path
+
+    from jaxclf.data import render
+    from jaxclf.data.strokes import to_stroke3
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key, max_len = jax.random.key(seed), strokes.shape[1]
+    names = [str(n) for n in class_names] or [str(c) for c in range(int(labels.max()) + 1)]
+    to3 = lambda rows: [to_stroke3(r) for r in np.asarray(rows)]  # noqa: E731
+    render.save_grid(to3(strokes[:20]), out / "data.png", ncols=10,
+                     titles=[names[c] for c in labels[:20]], suptitle="test sketches (the data)")
+    for tau in (0.1, 0.5):
+        rows, _ = sample(model, params, jax.random.fold_in(key, int(tau * 100)), batch=40, max_len=max_len, temperature=tau)
+        render.save_grid(to3(rows), out / f"samples_t{tau}.png", ncols=10, suptitle=f"samples from the prior, temperature {tau}")
+    if not model.conditional:
+        return
+    classes = [c for c in range(len(names)) if np.any(labels == c)]
+    per_class = {c: np.flatnonzero(labels == c)[:4] for c in classes}
+    idx = np.concatenate([per_class[c] for c in classes])
+    rows, _ = reconstruct(model, params, key, jnp.asarray(strokes[idx]), max_len=max_len, temperature=0.1)
+    originals, recons = to3(strokes[idx]), to3(rows)
+    pairs, titles = [], []
+    for start in range(0, len(idx), 4):
+        group = slice(start, start + 4)
+        pairs += originals[group] + recons[group]
+        titles += [f"input {names[labels[i]]}" for i in idx[group]] + [f"recon {names[labels[i]]}" for i in idx[group]]
+    render.save_grid(pairs, out / "reconstructions.png", ncols=8, titles=titles,
+                     suptitle="test sketches (left 4) and their reconstructions from z = mu (right 4), temperature 0.1")
+    ends = [(a, classes[(i + 1) % len(classes)]) for i, a in enumerate(classes[:5])]  # one class: 2 of it
+    grid, row_labels = [], []
+    for n, (a, b) in enumerate(ends):
+        pair = strokes[[per_class[a][0], per_class[b][-1]]]
+        z = encode(model, params, jnp.asarray(pair))
+        rows, _ = sample(model, params, jax.random.fold_in(key, n), interpolate(z[0], z[1], 8), max_len=max_len, temperature=0.05)
+        grid += [to_stroke3(pair[0])] + to3(rows) + [to_stroke3(pair[1])]
+        row_labels.append(f"{names[a]} -> {names[b]}")
+    render.save_grid(grid, out / "interpolations.png", ncols=10, row_labels=row_labels,
+                     suptitle="inputs (first, last column) and decodings of slerp(z_first, z_last), temperature 0.05")
+    (out / "sample.svg").write_text(render.to_svg(grid[1]))
+
+
+OBJECTIVES = {name: {"objective": objective, "scalars": SCALARS, "figures": figures} for name in MODELS}

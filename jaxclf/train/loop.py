@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
-from jaxclf import data, metrics, models, predict, report, transfer
+from jaxclf import data, metrics, models, report, transfer
 from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -56,43 +56,62 @@ def _check_labels(ds: data.Dataset) -> None:
             )
 
 
-def _gather(arrays, indices, mask):
-    return {"inputs": arrays["inputs"][indices], "labels": arrays["labels"][indices], "mask": mask}
+def gather(arrays, indices, mask):
+    """A batch from device arrays: inputs, labels (and lengths) at ``indices``, with ``mask``."""
+    return {**{k: v[indices] for k, v in arrays.items()}, "mask": mask}
 
 
-def _empty_train_stats(metric_set, params) -> dict:
-    """Statistics summed between two logs, and non-finite bookkeeping for the whole run."""
-    return {
+def empty_train_stats(metric_set, params, layer_norms: bool = False) -> dict:
+    """Statistics summed between two logs (per-layer gradient norms only if ``layer_norms``),
+    and non-finite bookkeeping for the whole run."""
+    stats = {
         "metrics": metric_set.empty(),
         "grad_norm_sum": jnp.zeros((), jnp.float32),
-        "layer_grad_norm_sum": jax.tree.map(jnp.zeros_like, state_lib.per_layer_norms(params)),
         "steps": jnp.zeros((), jnp.int32),
         "nonfinite_steps": jnp.zeros((), jnp.int32),
         "first_bad_step": jnp.full((), -1, jnp.int32),
         "first_bad_kind": jnp.zeros((), jnp.int32),
     }
+    if layer_norms:
+        stats["layer_grad_norm_sum"] = jax.tree.map(jnp.zeros_like, state_lib.per_layer_norms(params))
+    return stats
 
 
 def _accumulate(acc, stats, step, metric_set) -> dict:
     bad = ~(stats["loss_finite"] & stats["grads_finite"])
     first = bad & (acc["first_bad_step"] < 0)
-    return {
+    out = {
         "metrics": metric_set.merge(acc["metrics"], stats["metrics"]),
         "grad_norm_sum": acc["grad_norm_sum"] + jnp.where(bad, 0.0, stats["grad_norm"]),
-        "layer_grad_norm_sum": jax.tree.map(
-            lambda a, g: a + jnp.where(bad, 0.0, g), acc["layer_grad_norm_sum"], stats["layer_grad_norms"]
-        ),
         "steps": acc["steps"] + 1,
         "nonfinite_steps": acc["nonfinite_steps"] + bad.astype(jnp.int32),
         "first_bad_step": jnp.where(first, step + 1, acc["first_bad_step"]),
         "first_bad_kind": jnp.where(first, jnp.where(stats["loss_finite"], 2, 1), acc["first_bad_kind"]),
     }
+    if "layer_grad_norm_sum" in acc:
+        out["layer_grad_norm_sum"] = jax.tree.map(
+            lambda a, g: a + jnp.where(bad, 0.0, g), acc["layer_grad_norm_sum"], stats["layer_grad_norms"]
+        )
+    return out
 
 
 def _reset_window(acc, metric_set) -> dict:
     """Starts a new logging window; the non-finite bookkeeping carries over."""
     zeros = jax.tree.map(jnp.zeros_like, acc)
-    return {**acc, "metrics": metric_set.empty(), **{k: zeros[k] for k in ("grad_norm_sum", "layer_grad_norm_sum", "steps")}}
+    window = ("grad_norm_sum", "layer_grad_norm_sum", "steps")
+    return {**acc, "metrics": metric_set.empty(), **{k: zeros[k] for k in window if k in acc}}
+
+
+def metric_sets(config, num_classes: int):
+    """(training metrics: the config's list; evaluation metrics: the list and the report's).
+    Task 'generative': means of the scalars the model family's loss returns."""
+    if config.task == "generative":
+        means = metrics.means(config.metrics)
+        return means, means
+    options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
+    train_set = metrics.collection(config.metrics, num_classes=num_classes, task=config.task, **options)
+    eval_names = tuple(dict.fromkeys(config.metrics + report.report_metrics(config.task, num_classes)))
+    return train_set, metrics.collection(eval_names, num_classes=num_classes, task=config.task, **options)
 
 
 @dataclasses.dataclass
@@ -100,6 +119,7 @@ class _Program:
     """Everything built once from the config: data on the devices and the jitted functions."""
 
     ds: data.Dataset | data.streaming.StreamDataset
+    model: Any
     metric_set: Any  # training metrics (the config's list)
     eval_set: Any  # evaluation metrics: the config's list and the report's
     init: Callable  # () -> (state, train_stats)
@@ -137,41 +157,31 @@ def _build(config, mesh) -> _Program:
         optim.optimizer(config.optim, config.train.num_steps), freeze=config.transfer.freeze or None,
         backbone_lr_factor=config.transfer.backbone_lr_factor, unfreeze_after=config.transfer.unfreeze_after,
     )
-    options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
-    metric_set = metrics.collection(config.metrics, num_classes=ds.num_classes, task=config.task, **options)
-    eval_names = tuple(dict.fromkeys(config.metrics + report.report_metrics(config.task, ds.num_classes)))
-    eval_set = metrics.collection(eval_names, num_classes=ds.num_classes, task=config.task, **options)
+    metric_set, eval_set = metric_sets(config, ds.num_classes)
+    family_objective = None
+    if config.task == "generative":
+        family_objective = models.objective(config.model.name, model, **config.loss)
     key = jax.random.key(config.seed)
     init_key, step_key, aug_key = jax.random.split(key, 3)
-    train_step, _ = state_lib.make_steps(
-        model,
-        tx,
-        metric_set,
-        task=config.task,
-        key=step_key,
-        label_smoothing=config.train.label_smoothing,
-        class_weights=config.train.class_weights,
-        aux_weight=config.train.aux_loss_weight,
-        skip_nonfinite=config.train.skip_nonfinite,
+    steps = functools.partial(
+        state_lib.make_steps, model, tx, task=config.task, key=step_key, label_smoothing=config.train.label_smoothing,
+        class_weights=config.train.class_weights, aux_weight=config.train.aux_loss_weight, family_objective=family_objective,
     )
-    _, eval_step = state_lib.make_steps(
-        model, tx, eval_set, task=config.task, key=step_key,
-        label_smoothing=config.train.label_smoothing, class_weights=config.train.class_weights,
-    )
+    train_step, _ = steps(metric_set, skip_nonfinite=config.train.skip_nonfinite, layer_norms=config.train.log_grad_norms)
+    _, eval_step = steps(eval_set)
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
     steps_sharded = mesh_lib.batch_sharded(mesh, batch_axis=1)
     batch_size = config.train.batch_size
     if in_memory:
         device_data = {
-            name: {"inputs": mesh_lib.global_array(s.inputs, repl), "labels": mesh_lib.global_array(s.labels, repl)}
-            for name, s in ds.splits.items()
+            name: {k: mesh_lib.global_array(v, repl) for k, v in s.arrays().items()} for name, s in ds.splits.items()
         }
         train_arrays = device_data[config.dataset.train_split]
         n_train = ds.splits[config.dataset.train_split].num_examples
         augmentations = tuple(config.dataset.augment)  # applied on the device, inside the step
 
         def fetch(indices):  # one step's slice of the scanned inputs -> its batch
-            return _gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
+            return gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
 
         def train_inputs(ranges):
             for start, stop in ranges:
@@ -195,7 +205,7 @@ def _build(config, mesh) -> _Program:
                     yield {k: mesh_lib.global_array(v, steps_sharded) for k, v in host.items()}
             finally:
                 chunks.close()
-    example = jnp.zeros((1, *ds.input_shape), jnp.float32)
+    example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
 
     @jax.jit
     def init():
@@ -206,14 +216,13 @@ def _build(config, mesh) -> _Program:
                 f"model {config.model.name!r} cannot take inputs of shape {ds.input_shape} "
                 f"from dataset {ds.name!r}: {e}"
             ) from e
-        return state, _empty_train_stats(metric_set, state.params)
+        return state, empty_train_stats(metric_set, state.params, config.train.log_grad_norms)
 
     def one_step(carry, step_inputs):
         state, acc = carry
         batch = fetch(step_inputs)
         if augmentations:
-            k = jax.random.fold_in(aug_key, state.step)
-            batch["inputs"] = data.augment(batch["inputs"], k, augmentations, config.dataset.crop_padding)
+            batch = data.augment_batch(batch, jax.random.fold_in(aug_key, state.step), augmentations, config.dataset)
         batch = jax.lax.with_sharding_constraint(batch, sharded)
         step = state.step
         state, stats = train_step(state, batch)
@@ -227,7 +236,7 @@ def _build(config, mesh) -> _Program:
 
     @functools.partial(jax.jit, out_shardings=repl)
     def eval_batch(state, acc, arrays, indices, mask):
-        batch = jax.lax.with_sharding_constraint(_gather(arrays, indices, mask), sharded)
+        batch = jax.lax.with_sharding_constraint(gather(arrays, indices, mask), sharded)
         return eval_set.merge(acc, eval_step(state, batch))
 
     @functools.partial(jax.jit, out_shardings=repl)
@@ -255,7 +264,7 @@ def _build(config, mesh) -> _Program:
 
     init_sharded = jax.jit(init, out_shardings=repl)
     reset = jax.jit(lambda acc: _reset_window(acc, metric_set), out_shardings=repl)
-    return _Program(ds, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, reset)
+    return _Program(ds, model, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, reset)
 
 
 def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
@@ -325,8 +334,7 @@ def train_and_evaluate(
         state = transfer.initialize(state, config.transfer.init_from, exclude=config.transfer.exclude or None)
     if jax.process_index() == 0:
         ds = program.ds
-        workdir_lib.write_json(workdir / predict.PREPROCESSING_FILE, predict.preprocessing_record(
-            input_shape=ds.input_shape, pad=config.dataset.pad, mean=ds.mean, std=ds.std, class_names=ds.class_names))
+        workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE, data.dataset_record(ds, config.dataset.pad))
 
     t = config.train
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
@@ -387,7 +395,9 @@ def train_and_evaluate(
         workdir_lib.write_json(workdir / "results.json", results)
         if config.task == "binary":
             workdir_lib.write_json(workdir / "decision.json", _decision(config, program, eval_states))
-        if config.eval.report:
+        if config.eval.report and config.task == "generative":
+            _draw(workdir, config, program, state)
+        elif config.eval.report:
             _write_report(workdir, config, program, eval_states)
     return results
 
@@ -419,3 +429,12 @@ def _write_report(workdir, config, program: _Program, eval_states) -> None:
     }
     report.save_states(workdir / "report", jax.device_get(eval_states), meta)
     report.write(workdir)
+
+
+def _draw(workdir, config, program: _Program, state) -> None:
+    """A generative model's figures (e.g. samples, reconstructions) from the first eval split."""
+    split = program.ds.splits[config.dataset.eval_splits[0]]
+    params = jax.device_get(state.params)
+    models.figures(config.model.name)(
+        workdir / "report", program.model, params, split.inputs, split.labels, program.ds.class_names, seed=config.seed
+    )

@@ -38,14 +38,16 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, example: jax.
     return TrainState(jnp.zeros((), jnp.int32), params, variables, tx.init(params))
 
 
-def _apply(model, state_vars, params, inputs, *, train: bool, key=None):
-    """Runs the model; returns (logits, aux_logits tuple, updated non-param collections)."""
+def _apply(model, state_vars, params, batch: dict, *, train: bool, key=None):
+    """Runs the model on ``batch['inputs']`` (and ``batch['lengths']`` for variable-length
+    sequences); returns (outputs, updated non-param collections)."""
     variables = {"params": params, **state_vars}
-    mutable = list(state_vars) if train else False
-    out = model.apply(variables, inputs, train=train, rngs={"dropout": key} if key is not None else None, mutable=mutable)
-    out, new_vars = out if mutable else (out, state_vars)
-    logits, aux = out if isinstance(out, tuple) else (out, ())
-    return logits, tuple(aux), new_vars
+    mutable = list(state_vars) if train and state_vars else False
+    kwargs = {"lengths": batch["lengths"]} if "lengths" in batch else {}
+    out = model.apply(
+        variables, batch["inputs"], train=train, rngs={"dropout": key} if key is not None else None, mutable=mutable, **kwargs
+    )
+    return out if mutable else (out, state_vars)
 
 
 def per_layer_norms(tree) -> dict[str, jax.Array]:
@@ -68,58 +70,88 @@ def _masked_mean(values, mask):
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def classification_objective(loss_fn: Callable, metrics, aux_weight: float = 0.3) -> Callable:
+    """``(outputs, batch, step) -> (loss, metric state)`` for classifiers: the masked mean
+    per-example loss, plus ``aux_weight`` times that of each auxiliary head (GoogLeNet's,
+    training only)."""
+
+    def objective(outputs, batch, step):
+        del step
+        logits, aux = outputs if isinstance(outputs, tuple) else (outputs, ())
+        labels, mask = batch["labels"], batch["mask"]
+        per_example = loss_fn(logits, labels)
+        total = _masked_mean(per_example, mask)
+        for aux_logits in aux:
+            total = total + aux_weight * _masked_mean(loss_fn(aux_logits, labels), mask)
+        return total, metrics.update(metrics.empty(), logits=logits, labels=labels, loss=per_example, mask=mask)
+
+    return objective
+
+
+def model_objective(family_objective: Callable, metrics) -> Callable:
+    """``(outputs, batch, step) -> (loss, metric state)`` for models that define their own loss
+    (task 'generative', e.g. Sketch-RNN): ``family_objective(outputs, batch, step) -> (loss,
+    scalars)``; the metrics are example-weighted means of the scalars."""
+
+    def objective(outputs, batch, step):
+        total, scalars = family_objective(outputs, batch, step)
+        return total, metrics.update(metrics.empty(), scalars, weight=jnp.sum(batch["mask"]))
+
+    return objective
+
+
 def train_step(
-    state: TrainState, batch: dict, *, model, tx, loss_fn: Callable, metrics, key, aux_weight: float = 0.3, skip_nonfinite: bool = False
+    state: TrainState, batch: dict, *, model, tx, objective: Callable, key, skip_nonfinite: bool = False,
+    layer_norms: bool = False,
 ):
-    """One optimizer step on ``batch`` = {'inputs', 'labels', 'mask'}.
+    """One optimizer step on ``batch`` = {'inputs', 'labels', 'mask'} (+ 'lengths').
 
     Returns ``(state, stats)``: ``stats['metrics']`` is the batch's metric state,
-    ``stats['grad_norm']`` the global gradient norm, and ``stats['loss_finite']`` /
+    ``stats['grad_norm']`` the global gradient norm (with ``layer_norms``, also
+    ``stats['layer_grad_norms']`` per layer), and ``stats['loss_finite']`` /
     ``stats['grads_finite']`` flag non-finite values without forcing a host sync. With
     ``skip_nonfinite`` a step with a non-finite loss or gradient leaves parameters,
     optimizer and model state unchanged (only the step counter advances).
     """
     step_key = jax.random.fold_in(key, state.step)
-    mask = batch["mask"]
 
-    def objective(params):
-        logits, aux, new_vars = _apply(model, state.model_state, params, batch["inputs"], train=True, key=step_key)
-        per_example = loss_fn(logits, batch["labels"])
-        total = _masked_mean(per_example, mask)
-        for aux_logits in aux:
-            total = total + aux_weight * _masked_mean(loss_fn(aux_logits, batch["labels"]), mask)
-        return total, (logits, per_example, new_vars)
+    def loss(params):
+        outputs, new_vars = _apply(model, state.model_state, params, batch, train=True, key=step_key)
+        total, metric_state = objective(outputs, batch, state.step)
+        return total, (metric_state, new_vars)
 
-    (loss, (logits, per_example, new_vars)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (total, (metric_state, new_vars)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, model_state=new_vars, opt_state=opt_state)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
     if skip_nonfinite:
         kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
         new_state = kept.replace(step=state.step + 1)
     stats = {
-        "metrics": metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=mask),
+        "metrics": metric_state,
         "grad_norm": grad_norm,
-        "layer_grad_norms": per_layer_norms(grads),
-        "loss_finite": jnp.isfinite(loss),
+        "loss_finite": jnp.isfinite(total),
         "grads_finite": jnp.isfinite(grad_norm),
     }
+    if layer_norms:
+        stats["layer_grad_norms"] = per_layer_norms(grads)
     return new_state, stats
 
 
-def eval_step(state: TrainState, batch: dict, *, model, loss_fn: Callable, metrics):
+def eval_step(state: TrainState, batch: dict, *, model, objective: Callable):
     """Metric sums over ``batch``; padded examples (mask 0) do not count."""
-    logits, _, _ = _apply(model, state.model_state, state.params, batch["inputs"], train=False)
-    per_example = loss_fn(logits, batch["labels"])
-    return metrics.update(metrics.empty(), logits=logits, labels=batch["labels"], loss=per_example, mask=batch["mask"])
+    outputs, _ = _apply(model, state.model_state, state.params, batch, train=False)
+    return objective(outputs, batch, state.step)[1]
 
 
-def make_steps(
-    model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False
-):
-    """(train_step, eval_step) with everything but (state, batch) bound."""
+def make_objective(model, metrics, *, task: str, label_smoothing=0.0, class_weights=None, aux_weight=0.3,
+                   family_objective: Callable | None = None) -> Callable:
+    """The task's ``(outputs, batch, step) -> (loss, metric state)``: the model family's own
+    objective for task 'generative', else the classification loss."""
+    if task == "generative":
+        return model_objective(family_objective, metrics)
     loss_fn = functools.partial(
         losses.per_example_loss,
         task=task,
@@ -127,8 +159,18 @@ def make_steps(
         label_smoothing=label_smoothing,
         class_weights=class_weights,
     )
+    return classification_objective(loss_fn, metrics, aux_weight)
+
+
+def make_steps(
+    model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False,
+    layer_norms=False, family_objective: Callable | None = None,
+):
+    """(train_step, eval_step) with everything but (state, batch) bound."""
+    objective = make_objective(model, metrics, task=task, label_smoothing=label_smoothing, class_weights=class_weights,
+                               aux_weight=aux_weight, family_objective=family_objective)
     train = functools.partial(
-        train_step, model=model, tx=tx, loss_fn=loss_fn, metrics=metrics, key=key, aux_weight=aux_weight, skip_nonfinite=skip_nonfinite
+        train_step, model=model, tx=tx, objective=objective, key=key, skip_nonfinite=skip_nonfinite, layer_norms=layer_norms
     )
-    evaluate = functools.partial(eval_step, model=model, loss_fn=loss_fn, metrics=metrics)
+    evaluate = functools.partial(eval_step, model=model, objective=objective)
     return train, evaluate

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxclf import data, metrics, predict
+from jaxclf import data, metrics
 from jaxclf.train import checkpoint, loop, optim, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -103,6 +103,8 @@ def _check(configs) -> None:
     c = configs[0]
     if c.transfer.init_from or c.transfer.freeze:
         raise ValueError("--vmap does not support transfer learning (transfer.init_from/freeze); run without --vmap")
+    if c.task == "generative":
+        raise ValueError("--vmap trains classifiers; task 'generative' (a model's own loss) runs without --vmap")
 
 
 def _chunks(t, start: int = 0):
@@ -136,8 +138,8 @@ def train(configs, *, device=None):
     keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 3) for c in configs])
     hypers = {name: jnp.asarray([c.optim[k.split(".")[1]] for c in configs], jnp.float32) for k, name in _HYPER.items()}
     split = ds.splits[base.dataset.train_split]
-    arrays = jax.device_put({"inputs": split.inputs, "labels": split.labels}, device)
-    example = jnp.zeros((1, *ds.input_shape), jnp.float32)
+    arrays = jax.device_put(split.arrays(), device)
+    example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
     augmentations = tuple(base.dataset.augment)
 
     def init_one(key, hyper):
@@ -145,9 +147,9 @@ def train(configs, *, device=None):
         return s.replace(opt_state=s.opt_state._replace(hyperparams={**s.opt_state.hyperparams, **hyper}))
 
     def step_one(state, key, indices):
-        batch = {"inputs": arrays["inputs"][indices], "labels": arrays["labels"][indices], "mask": jnp.ones(indices.shape, jnp.float32)}
+        batch = loop.gather(arrays, indices, jnp.ones(indices.shape, jnp.float32))
         if augmentations:
-            batch["inputs"] = data.augment(batch["inputs"], jax.random.fold_in(key[2], state.step), augmentations, base.dataset.crop_padding)
+            batch = data.augment_batch(batch, jax.random.fold_in(key[2], state.step), augmentations, base.dataset)
         state, stats = train_step(state, batch, key=key[1])
         return state, (stats["metrics"], ~(stats["loss_finite"] & stats["grads_finite"]))
 
@@ -195,17 +197,17 @@ def evaluate(configs, ds, metric_set, state, *, device=None) -> list[dict]:
     device = device or jax.local_devices()[0]
 
     @jax.jit
-    def eval_batch(state, acc, inputs, labels, mask):
-        batch = {"inputs": inputs, "labels": labels, "mask": mask}
+    def eval_batch(state, acc, arrays, indices, mask):
+        batch = loop.gather(arrays, indices, mask)
         return jax.vmap(metric_set.merge)(acc, jax.vmap(eval_step, in_axes=(0, None))(state, batch))
 
     results = [{} for _ in configs]
     for split in base.dataset.eval_splits:
         s = ds.splits[split]
-        arrays = jax.device_put({"inputs": s.inputs, "labels": s.labels}, device)
+        arrays = jax.device_put(s.arrays(), device)
         acc = jax.jit(jax.vmap(lambda _: metric_set.empty()))(jnp.arange(len(configs)))
         for idx, mask in data.eval_batches(s.num_examples, base.train.eval_batch_size):
-            acc = eval_batch(state, acc, arrays["inputs"][idx], arrays["labels"][idx], jnp.asarray(mask))
+            acc = eval_batch(state, acc, arrays, jnp.asarray(idx), jnp.asarray(mask))
         for i in range(len(configs)):
             results[i][split] = _scalars(metric_set, acc, i)
     return results
@@ -218,12 +220,11 @@ def write_point(config, workdir: Path, ds, metric_set, state, logs_i, results) -
     state = state.replace(opt_state=_loop_opt_state(config, state.params, state.opt_state))
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
     try:
-        checkpoint.save(ckpt, config.train.num_steps, {"state": state, "train": loop._empty_train_stats(metric_set, state.params)})
+        checkpoint.save(ckpt, config.train.num_steps, {"state": state, "train": loop.empty_train_stats(metric_set, state.params, config.train.log_grad_norms)})
     finally:
         ckpt.wait_until_finished()
         ckpt.close()
-    workdir_lib.write_json(workdir / predict.PREPROCESSING_FILE, predict.preprocessing_record(
-        input_shape=ds.input_shape, pad=config.dataset.pad, mean=ds.mean, std=ds.std, class_names=ds.class_names))
+    workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE, data.dataset_record(ds, config.dataset.pad))
     writer = MetricWriter(workdir)
     try:
         for step, scalars in logs_i:

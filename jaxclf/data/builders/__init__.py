@@ -4,6 +4,7 @@ Importing this package registers the builders with TFDS, so ``tfds.builder('digi
 finds them by name exactly as it finds catalog datasets such as ``mnist``.
 """
 
+from jaxclf.data import strokes
 from jaxclf.data.builders import digits, mnist1d, tabular
 
 BUILDERS = {
@@ -11,4 +12,6 @@ BUILDERS = {
     "mnist1d": mnist1d.Mnist1d,
     "breast_cancer": tabular.BreastCancer,
     "wine": tabular.Wine,
+    "sketch_shapes": strokes.SketchShapes,
+    "sketch_quickdraw": strokes.SketchQuickdraw,
 }
