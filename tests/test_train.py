@@ -126,3 +126,22 @@ def test_several_steps_per_call_match_single_steps(smoke_config, tmp_path):
     scanned = train_and_evaluate(smoke_config, tmp_path / "k4", devices=one_device())
     jax.tree.map(np.testing.assert_array_equal, params_of(tmp_path / "k1"), params_of(tmp_path / "k4"))
     assert scanned["test"]["accuracy"] == pytest.approx(single["test"]["accuracy"], abs=1e-6)
+
+
+def test_training_chunks_are_dispatched_under_a_transfer_guard(smoke_config, tmp_path, monkeypatch):
+    """A hidden transfer between step dispatches (here the step's inputs handed to the jitted
+    call as a host array) stops the run instead of silently serialising host and device. (On
+    CPU only host-to-device transfers can be caught: device memory is host memory.)"""
+    from jaxclf.train import loop
+
+    build = loop._build
+
+    def leaky_build(config, mesh):
+        program = build(config, mesh)
+        train = program.train
+        program.train = lambda state, acc, inputs: train(state, acc, np.asarray(inputs))
+        return program
+
+    monkeypatch.setattr(loop, "_build", leaky_build)
+    with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+        train_and_evaluate(smoke_config, tmp_path, devices=one_device())

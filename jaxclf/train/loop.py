@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -267,6 +267,19 @@ def _build(config, mesh) -> _Program:
     return _Program(ds, model, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, reset)
 
 
+def _one_ahead(chunks: Iterator) -> Iterator:
+    """Device prefetch: the next chunk's inputs are sent before the current one is consumed,
+    so their transfer overlaps the running steps even when the host then blocks (to log,
+    evaluate or save). ``close()`` closes ``chunks`` (stops a streaming reader)."""
+    try:
+        pending = next(chunks, None)
+        while pending is not None:
+            current, pending = pending, next(chunks, None)
+            yield current
+    finally:
+        chunks.close()
+
+
 def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
     """Raises FloatingPointError on a non-finite step unless skipping; returns the count."""
     count = int(acc["nonfinite_steps"])
@@ -357,12 +370,13 @@ def train_and_evaluate(
     while s < end:
         ranges.append((s, chunk_end(s)))
         s = ranges[-1][1]
-    inputs = program.train_inputs(ranges)
+    inputs = _one_ahead(program.train_inputs(ranges))
     try:
         with preemption.catch_signals() as stop:
             done = start
             for _, stop_step in ranges:
-                state, acc = program.train(state, acc, next(inputs))
+                with jax.transfer_guard("disallow"):  # no hidden host sync between dispatches
+                    state, acc = program.train(state, acc, next(inputs))
                 bar.update(stop_step - done)
                 done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:

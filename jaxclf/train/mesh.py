@@ -32,6 +32,8 @@ def batch_sharded(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
 
 
 def global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array from a host array that every process holds in full."""
+    """A global array from a host array that every process holds in full (an intended
+    transfer: allowed under the loop's ``jax.transfer_guard``)."""
     host = np.asarray(host)
-    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    with jax.transfer_guard_host_to_device("allow"):
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
