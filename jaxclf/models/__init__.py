@@ -14,9 +14,9 @@ from typing import Any
 
 import flax.linen as nn
 
-from jaxclf.models import alexnet, conv1d, googlenet, lenet, linear, recurrent, resnet, sketch_rnn, vgg
+from jaxclf.models import alexnet, conv1d, googlenet, lenet, linear, recurrent, resnet, sketch_rnn, text, vgg
 
-_FAMILIES = (linear, lenet, conv1d, recurrent, alexnet, googlenet, vgg, resnet, sketch_rnn)
+_FAMILIES = (linear, lenet, conv1d, recurrent, alexnet, googlenet, vgg, resnet, sketch_rnn, text)
 
 _REGISTRY: dict[str, Any] = {}
 for _family in _FAMILIES:
