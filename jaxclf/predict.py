@@ -1,9 +1,10 @@
-"""Classifies image files with a trained run: ``python -m jaxclf.predict --workdir=DIR IMG [IMG ...]``.
+"""Classifies image files (text files, for a text run) with a trained run: ``python -m jaxclf.predict --workdir=DIR FILE [FILE ...]``.
 
 Reads the run's ``config.json``, its latest checkpoint and ``preprocessing.json`` (written by
 the training loop: input size, pad, the train split's per-channel mean/std, class names), and
 preprocesses each image as training did: decode (PIL, RGB or grayscale), resize, pad, scale
-to [0, 1], standardise. Binary runs decide with the run's threshold: ``decision.json``'s
+to [0, 1], standardise; a text run tokenises each file with the run's recorded vocabulary.
+Binary runs decide with the run's threshold: ``decision.json``'s
 ``threshold`` if present (e.g. tuned on validation data), else the config's
 ``train.threshold``.
 
@@ -81,12 +82,23 @@ class Predictor:
     """A restored run: ``predict(paths)`` -> one result dict per path."""
 
     task: str
-    apply: Any  # jitted (inputs NHWC float32) -> logits
+    apply: Any  # jitted (inputs, lengths or None) -> logits
     prep: dict
     class_names: tuple[str, ...]
     threshold: float
 
+    @property
+    def is_text(self) -> bool:
+        return "vocabulary" in self.prep
+
     def preprocess(self, path) -> np.ndarray:
+        """An image file as the model's normalised input, or a UTF-8 text file (text runs) as
+        token ids of the run's vocabulary (``max_length`` of them, 0-padded)."""
+        if self.is_text:
+            from jaxclf.data import text
+
+            tokens = text.tokenize(Path(path).read_text(encoding="utf-8"), self.prep["lowercase"])
+            return text.encode([tokens], self.prep["vocabulary"], self.prep["max_length"])[0][0]
         h, w, c = self.prep["input_shape"]
         p = self.prep["pad"]
         image = decode_image(path, (h - 2 * p, w - 2 * p), channels=c).astype(np.float32) / 255.0
@@ -114,12 +126,14 @@ class Predictor:
         for i, path in enumerate(paths):
             try:
                 good.append((i, self.preprocess(path)))
-            except (BadImageError, OSError) as e:  # OSError: missing or unreadable file
+            except (BadImageError, OSError, UnicodeDecodeError) as e:  # OSError: missing or unreadable file
                 reason = str(e).split(": ", 1)[1] if isinstance(e, BadImageError) else f"{type(e).__name__}: {e}"
                 results[i] = {"file": str(path), "error": reason}
         for start in range(0, len(good), batch_size):
             chunk = good[start : start + batch_size]
-            logits = np.asarray(self.apply(np.stack([x for _, x in chunk])))
+            inputs = np.stack([x for _, x in chunk])
+            lengths = np.maximum((inputs != 0).sum(-1), 1).astype(np.int32) if self.is_text else None
+            logits = np.asarray(self.apply(inputs, lengths))
             for (i, _), row in zip(chunk, logits):
                 name, prob = self.decide(row)
                 results[i] = {"file": str(paths[i]), "class": name, "probability": prob}
@@ -141,7 +155,11 @@ def load(workdir: str | Path) -> Predictor:
     names = tuple(prep["class_names"]) or tuple(f"class_{i}" for i in range(num_classes))
     model = build_model(config, num_classes)
     variables = {"params": params, **model_state}
-    apply = jax.jit(lambda x: model.apply(variables, x, train=False))
+    def forward(x, lengths):
+        kwargs = {} if lengths is None else {"lengths": lengths}
+        return model.apply(variables, x, train=False, **kwargs)
+
+    apply = jax.jit(forward)
     return Predictor(config.task, apply, prep, names, decision_threshold(workdir, config))
 
 
@@ -167,11 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxclf.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a training run's directory")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("files", nargs="+", help="image files (UTF-8 text files for a text run)")
     args = parser.parse_args(argv)
     predictor = load(args.workdir)
     failed = False
-    for result in predictor.predict(args.images):
+    for result in predictor.predict(args.files):
         failed |= "error" in result
         line = json.dumps(result) if args.json else _format(result)
         print(line, file=sys.stderr if ("error" in result and not args.json) else sys.stdout, flush=True)

@@ -4,6 +4,7 @@ invariance of the text models, and imdb_reviews / glue/sst2 end to end on mock d
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import flax.linen as nn
@@ -261,6 +262,26 @@ def test_text_smoke_config_trains_on_mock_data(name, variant, eval_split, tmp_pa
     record = json.loads((tmp_path / data.input_pipeline.PREPROCESSING_FILE).read_text())
     vocabulary = record["vocabulary"]
     assert vocabulary[:2] == ["<pad>", "<unk>"] and 2 < len(vocabulary) <= c.dataset.vocab_size
+    _check_prediction(c, tmp_path, vocabulary)
+
+
+def _check_prediction(c, workdir, vocabulary):
+    """jaxclf.predict on text files: the probability of a text made of vocabulary words 2..5
+    equals the model's own on token ids [2, 3, 4, 5]; an undecodable file gets an error line."""
+    from jaxclf import predict
+    from jaxclf.train import build_model, checkpoint
+
+    words = [w for w in vocabulary[2:6] if re.fullmatch(r"\w+", w)]
+    good, bad = workdir / "good.txt", workdir / "bad.txt"
+    good.write_text(" ".join(words))
+    bad.write_bytes(b"\xff\xfe not utf-8 \xc3")
+    got = predict.load(workdir).predict([str(good), str(bad)])
+    assert "error" in got[1] and "UnicodeDecodeError" in got[1]["error"]
+    ids = np.asarray([[vocabulary.index(w) for w in words]], np.int32)
+    params = checkpoint.load(workdir / "checkpoints")[1]["state"]["params"]
+    logit = float(build_model(c, 2).apply({"params": params}, ids, lengths=np.asarray([len(words)])).ravel()[0])
+    p_positive = 1 / (1 + np.exp(-logit))
+    assert got[0]["probability"] == pytest.approx(max(p_positive, 1 - p_positive), rel=1e-5)
 
 
 def test_bad_text_feature_names_the_features(tfds_dir):
