@@ -108,7 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.threshold_rule = "fixed"
     c.train.threshold_split = ""
     c.train.log_grad_norms = False  # also log the gradient norm of every layer
-    c.train.steps_per_call = 1  # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches
+    # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches, a win for small models
+    # (recurrent, MLP); on CPU, convolutions run slower inside a scan: keep K = 1 or unroll.
+    c.train.steps_per_call = 1
+    c.train.scan_unroll = 1  # steps unrolled per scan iteration (= K: no loop left; compile time grows)
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
     return c
@@ -184,6 +187,6 @@ def validate(config) -> None:
     if split and split not in config.dataset.eval_splits:
         raise ValueError(f"train.threshold_split {split!r} is not one of dataset.eval_splits {tuple(config.dataset.eval_splits)}")
     t = config.train
-    for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
+    for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "scan_unroll", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:
             raise ValueError(f"train.{key} must be positive, got {t[key]}")

@@ -230,9 +230,14 @@ def _build(config, mesh) -> _Program:
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def train(state, acc, inputs):
-        """K steps in one call (a lax.scan over the leading axis of ``inputs``: index blocks
-        (K, batch) in memory, stacked batches {'inputs': (K, batch, ...), 'labels'} streaming)."""
-        return jax.lax.scan(one_step, (state, acc), inputs)[0]
+        """K steps in one call over the leading axis of ``inputs`` (index blocks (K, batch) in
+        memory, stacked batches {'inputs': (K, batch, ...), 'labels'} streaming): a lax.scan
+        (``train.scan_unroll`` steps unrolled per iteration), or the step itself when K = 1.
+        XLA:CPU runs convolutions inside a loop body several times slower than at top level
+        (LeNet-5: 5x, benchmarks/), so K = 1 is no scan at all."""
+        if jax.tree.leaves(inputs)[0].shape[0] == 1:
+            return one_step((state, acc), jax.tree.map(lambda a: a[0], inputs))[0]
+        return jax.lax.scan(one_step, (state, acc), inputs, unroll=config.train.scan_unroll)[0]
 
     @functools.partial(jax.jit, out_shardings=repl)
     def eval_batch(state, acc, arrays, indices, mask):
