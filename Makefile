@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/lenet5_digits
 
-.PHONY: demo test test-interop install install-test clean
+.PHONY: demo test test-interop bench install install-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install-test
 test-interop: install-test
 	$(PY) -m pip install --quiet -e '.[interop]'
 	$(PY) -m pytest -q tests/interop
+
+# jaxclf vs PyTorch eager (CPU torch), full loop vs bare step, metrics vs sklearn (~15 min):
+# writes benchmarks/RESULTS.md and benchmarks/results.json. BENCH_ARGS=--quick for a smoke run.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	nice -n 5 $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

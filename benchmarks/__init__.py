@@ -1,0 +1,1 @@
+"""Speed comparisons (not part of the test run): ``python -m benchmarks.run`` or ``make bench``."""

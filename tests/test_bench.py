@@ -1,0 +1,97 @@
+"""The benchmark suite's code path in a tiny mode, without PyTorch: the JAX side is measured
+for real (LeNet-5, batch 8, a few steps) against a pluggable fake baseline, and the report
+files are written and read back. ``make bench`` runs the real thing."""
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `benchmarks` is a top-level directory, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench_loop, bench_train, run  # noqa: E402
+
+LENET = next(c for c in bench_train.CASES if c.model == "lenet5")
+LENET_PARAMS = 44_426  # 28x28x1 input, 'valid' convs: 16 * 4 * 4 features into fc 120
+
+
+def fake_baseline(num_params: int, seconds_per_step: float):
+    """A baseline whose step takes a known time, standing in for the PyTorch twin."""
+
+    def make(case, batch):
+        return bench_train.Runner(lambda: time.sleep(seconds_per_step), lambda: None, num_params, {"fake": True})
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def lenet_entry():
+    return bench_train.compare_case(LENET, fake_baseline(LENET_PARAMS, 0.002), batch=8, repeats=3, block_s=0.02)
+
+
+def test_compare_case_measures_jax_and_baseline(lenet_entry):
+    e = lenet_entry
+    assert e["params"] == LENET_PARAMS and e["kind"] == "train_step" and e["units"] == "examples/s"
+    assert len(e["samples"]["ours"]) == len(e["samples"]["theirs"]) == 3
+    assert e["ours"] == statistics.median(e["samples"]["ours"]) > 0
+    assert e["theirs"] == statistics.median(e["samples"]["theirs"])
+    assert 8 / 0.002 / 3 < e["theirs"] < 8 / 0.002 * 1.01  # the fake baseline's known speed
+    assert e["ratio"] == pytest.approx(e["ours"] / e["theirs"])
+    assert e["met"] == (e["ratio"] >= 1.0)
+    assert e["jax"]["compile_s"] > 0 and e["jax"]["memory"]["peak_bytes"] > 0
+
+
+def test_parameter_counts_must_match():
+    with pytest.raises(AssertionError, match="parameters"):
+        bench_train.compare_case(LENET, fake_baseline(LENET_PARAMS + 1, 0.0), batch=8, repeats=1, block_s=0.01)
+
+
+def test_comparison_arithmetic():
+    e = bench_train.comparison("m", [100.0, 300.0, 200.0], [50.0, 400.0, 100.0], target=0.95)
+    assert (e["ours"], e["theirs"], e["ratio"], e["met"]) == (200.0, 100.0, 2.0, True)
+    assert bench_train.comparison("m", [1.0], None, target=1.0)["ratio"] is None
+
+
+def test_sketch_batch_has_end_rows():
+    case = next(c for c in bench_train.CASES if c.kind == "sketch")
+    x = bench_train.example_batch(case, 4)["inputs"]
+    from jaxclf.data.strokes import stroke5_length
+
+    lengths = stroke5_length(x)
+    assert ((lengths >= case.input_shape[0] // 2) & (lengths < case.input_shape[0])).all()
+    assert (x[..., 2:].sum(-1) == 1).all()  # every row is one pen state or an end row
+
+
+def test_covered_counts_overlaps_once():
+    assert bench_loop.covered([(1, 3), (2, 4), (10, 12)], 0, 11) == pytest.approx(4.0)
+    assert bench_loop.covered([], 0, 5) == 0.0
+
+
+def test_reports_are_written(lenet_entry, tmp_path):
+    loop_entry = bench_train.comparison(
+        "LeNet-5 digits", [900.0], [1000.0], target=0.95, baseline="bare_jit_step", kind="loop", num_steps=10,
+        intervals={"steps_per_call": 1, "log_every": 5, "eval_every": 10, "checkpoint_every": 10},
+        timings=[{"compile_s": 1.0, "eval_s": 0.5}],
+    )
+    metrics = run.metrics_entries({"results": [{"metric": "roc_auc", "n": 10**6, "jaxclf_s": 0.1, "sklearn_s": 0.4, "speedup": 4.0}]})
+    report = {"command": "test", "date": "2026-01-01T00:00:00Z", "commit": "abc", "duration_s": 1.0,
+              "machine": {"cpu": "cpu", "cores": 2, "platform": "p", "python": "3.11", "jax_backend": "cpu",
+                          "jax_devices": 1, "versions": {"jax": "x", "torch": None}, "load_avg_start": [1.0, 1.0, 1.0]},
+              "entries": [lenet_entry, loop_entry, *metrics]}
+    json_path, md_path = run.write_outputs(report, tmp_path)
+    data = json.loads(json_path.read_text())
+    assert [e["name"] for e in data["entries"]] == [LENET.name, "LeNet-5 digits", "roc_auc, n=1e+06"]
+    for e in data["entries"]:
+        assert {"name", "ours", "theirs", "ratio", "units", "date", "commit"} <= set(e)
+        assert e["date"] == "2026-01-01T00:00:00Z" and e["commit"] == "abc"
+    assert data["entries"][1]["ratio"] == pytest.approx(0.9) and data["entries"][1]["met"] is False
+    assert data["entries"][2]["ours"] == pytest.approx(1e7) and data["entries"][2]["ratio"] == 4.0
+    md = md_path.read_text()
+    assert f"| {LENET.name} | 44,426 |" in md
+    assert "| LeNet-5 digits | 10 | 1, 5, 10, 10 | 900 | 1,000 | 0.90 | **not met** | 1.0 + 0.5 |" in md
+    assert "torch (not installed)" in md and "## Targets" in md
