@@ -5,9 +5,9 @@
 One training step = forward + backward + SGD with momentum 0.9 at batch 128. The JAX side is
 the library's own path: ``jaxclf.models.create`` -> ``jaxclf.train.optim.optimizer`` ->
 ``jaxclf.train.state.init_state`` + ``make_steps`` (its train step also computes the batch's
-metric state and the global and per-layer gradient norms, as in every training run), jitted
+metric state and the global gradient norm, as in every training run), jitted
 with the state donated, as the training loop does. Sketch-RNN trains with its own loss
-(``jaxclf.models.sketch_rnn.loss_fn``), so its step is value_and_grad of that loss + the same
+(``jaxclf.models.sketch_rnn.loss_fn``, task 'generative' in ``make_steps``), with the same
 optimizer. The PyTorch twins are written below with the same layer shapes (the parameter
 counts are asserted equal) and trained the way a PyTorch user would: ``zero_grad``,
 ``loss.backward()``, ``SGD.step()``.
@@ -110,7 +110,7 @@ def example_batch(case: Case, batch: int, seed: int = 0) -> dict[str, np.ndarray
         lengths = rng.integers(nmax // 2, nmax, batch)
         ended = np.arange(nmax)[None] >= lengths[:, None]
         x[ended] = (0, 0, 0, 0, 1)
-        return {"inputs": x}
+        return {"inputs": x, "labels": np.zeros(batch, np.int32), "mask": np.ones(batch, np.float32)}
     return {
         "inputs": rng.normal(size=(batch, *case.input_shape)).astype(np.float32),
         "labels": rng.integers(0, case.num_classes, batch).astype(np.int32),
@@ -131,30 +131,15 @@ def _optimizer():
     return optim.optimizer(cfg, num_steps=1)
 
 
-def _sketch_step(state, batch, *, model, tx, key):
-    """One Sketch-RNN step: the model's own loss (KL weight at ``state.step``)."""
-    import optax
-
-    from jaxclf.models import sketch_rnn
-
-    def objective(params):
-        out = model.apply({"params": params}, batch["inputs"], train=True,
-                          rngs={"dropout": jax.random.fold_in(key, state.step)})
-        return sketch_rnn.loss_fn(out, batch["inputs"], step=state.step)
-
-    (_, scalars), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                         opt_state=opt_state), scalars
-
-
 def jax_step_fn(case: Case, model, tx, key) -> Callable:
     """The pure ``(state, batch) -> (state, stats)`` the library trains ``case`` with."""
-    from jaxclf import metrics
+    from jaxclf import metrics, models
     from jaxclf.train import state as state_lib
 
-    if case.kind == "sketch":
-        return functools.partial(_sketch_step, model=model, tx=tx, key=key)
+    if case.kind == "sketch":  # the loop's task 'generative': the model's own loss
+        objective = models.objective(case.model, model)
+        return state_lib.make_steps(model, tx, metrics.means(models.objective_scalars(case.model)), task="generative",
+                                    key=key, family_objective=objective)[0]
     metric_set = metrics.collection(("accuracy",), num_classes=case.num_classes)
     return state_lib.make_steps(model, tx, metric_set, task="multiclass", key=key)[0]
 

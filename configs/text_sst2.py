@@ -28,7 +28,7 @@ def get_config(arg=None):
     d.train_split, d.eval_splits = "train", ("validation",)
     d.vocab_size, d.max_length, d.lowercase = 20_000, 64, True  # sentences: at most ~60 tokens
     c.model = ml_collections.ConfigDict({
-        "name": "text_rnn", "vocab_size": d.get_ref("vocab_size"), "embed_dim": 128,
+        "name": "text_rnn", "vocab_size": d.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
         "cell": "lstm", "hidden": 128, "bidirectional": True, "pooling": "max", "dropout_rate": 0.3,
     })
     c.optim.name, c.optim.lr, c.optim.clip_norm = "adam", 1e-3, 1.0
@@ -43,7 +43,7 @@ def get_config(arg=None):
 def _cnn(c):
     """Kim 2014 (CNN-rand): widths 3, 4, 5 x 100 feature maps, max over time, dropout 0.5."""
     c.model = ml_collections.ConfigDict({
-        "name": "text_cnn", "vocab_size": c.dataset.get_ref("vocab_size"), "embed_dim": 128,
+        "name": "text_cnn", "vocab_size": c.dataset.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
         "widths": (3, 4, 5), "features": 100, "dropout_rate": 0.5,
     })
     return c

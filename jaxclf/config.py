@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.metrics = ("accuracy",)
 
     # model.name plus keyword arguments for jaxclf.models.create (added per config).
-    c.model = ml_collections.ConfigDict({"name": "lenet5"})
+    # model.dtype: compute dtype ('float32', or 'bfloat16' on accelerators); parameters stay float32.
+    c.model = ml_collections.ConfigDict({"name": "lenet5", "dtype": "float32"})
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, pool
+from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, compute_dtype, pool
 
 
 class AlexNet(nn.Module):
@@ -34,16 +34,17 @@ class AlexNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        x = x.astype(self.dtype)
+        dtype = compute_dtype(self.dtype)
+        x = x.astype(dtype)
         # (kernel, stride, padding, max-pool after)
         layout = ((11, 4, 2, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
         for width, (k, s, p, pooled) in zip(self.widths, layout, strict=True):
-            x = ConvNormAct(width, k, s, p, norm=self.norm, dtype=self.dtype,
+            x = ConvNormAct(width, k, s, p, norm=self.norm, dtype=dtype,
                             param_dtype=self.param_dtype)(x, train=train)
             x = pool(x, "max", 3, 2) if pooled else x
         x = adaptive_avg_pool(x, (self.pool_size, self.pool_size))
         return classifier_mlp(x, self.hidden, self.num_classes, dropout_rate=self.dropout_rate,
-                              train=train, dropout_first=True, dtype=self.dtype,
+                              train=train, dropout_first=True, dtype=dtype,
                               param_dtype=self.param_dtype)
 
 

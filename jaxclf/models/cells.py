@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.lenet import lookup
+from jaxclf.models.layers import compute_dtype, lookup
 
 Carry = Any
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "relu": nn.relu}
@@ -61,6 +61,7 @@ class _SplitCell(nn.RNNCellBase):
     """
 
     features: int
+    dtype: Any = jnp.float32  # of the matmuls and gates; carries and parameters stay float32
     num_gates: ClassVar[int] = 1
 
     @nn.nowrap
@@ -70,6 +71,7 @@ class _SplitCell(nn.RNNCellBase):
         return nn.Dense(
             blocks * self.features,
             use_bias=bias_offsets is not None,
+            dtype=compute_dtype(self.dtype),
             kernel_init=init,
             bias_init=_gate_bias_init(blocks, bias_offsets or {}),
         )
@@ -167,22 +169,23 @@ class GRUCell(_SplitCell):
         return h, h
 
 
-_CELLS: dict[str, Callable[[int], nn.RNNCellBase]] = {
-    "rnn": lambda n: VanillaCell(n),
-    "lstm": lambda n: LSTMCell(n),
-    "gru": lambda n: GRUCell(n, reset_after=False),
-    "gru_reset_after": lambda n: GRUCell(n, reset_after=True),
-    "flax_lstm": lambda n: nn.LSTMCell(n),
-    "flax_optimized_lstm": lambda n: nn.OptimizedLSTMCell(n),
-    "flax_gru": lambda n: nn.GRUCell(n),
-    "flax_simple": lambda n: nn.SimpleCell(n),
+_CELLS: dict[str, Callable[..., nn.RNNCellBase]] = {
+    "rnn": lambda n, d: VanillaCell(n, dtype=d),
+    "lstm": lambda n, d: LSTMCell(n, dtype=d),
+    "gru": lambda n, d: GRUCell(n, dtype=d, reset_after=False),
+    "gru_reset_after": lambda n, d: GRUCell(n, dtype=d, reset_after=True),
+    "flax_lstm": lambda n, d: nn.LSTMCell(n, dtype=d),
+    "flax_optimized_lstm": lambda n, d: nn.OptimizedLSTMCell(n, dtype=d),
+    "flax_gru": lambda n, d: nn.GRUCell(n, dtype=d),
+    "flax_simple": lambda n, d: nn.SimpleCell(n, dtype=d),
 }
 CELL_NAMES = tuple(sorted(_CELLS))
 
 
-def make_cell(name: str, features: int) -> nn.RNNCellBase:
-    """The cell registered as ``name`` with ``features`` hidden units (unbound)."""
-    return lookup(_CELLS, "cell", name)(features)
+def make_cell(name: str, features: int, dtype: Any = jnp.float32) -> nn.RNNCellBase:
+    """The cell registered as ``name`` with ``features`` hidden units (unbound);
+    ``dtype`` is its compute dtype."""
+    return lookup(_CELLS, "cell", name)(features, compute_dtype(dtype))
 
 
 def can_hoist(cell: nn.Module) -> bool:

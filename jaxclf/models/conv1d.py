@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxclf.models.layers import compute_dtype
+
 
 class Conv1DNet(nn.Module):
     num_classes: int
@@ -19,18 +21,19 @@ class Conv1DNet(nn.Module):
     kernels: Sequence[int] = (5, 3, 3)
     stride: int = 2
     padding: int = 1
-    dtype: Any = jnp.float32
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         del train
-        x = x.astype(self.dtype)
+        dtype = compute_dtype(self.dtype)
+        x = x.astype(dtype)
         if x.ndim == 2:  # (B, T): one channel
             x = x[..., None]
         for k in self.kernels:
-            x = nn.relu(nn.Conv(self.channels, (k,), strides=(self.stride,), padding=[(self.padding, self.padding)], dtype=self.dtype)(x))
+            x = nn.relu(nn.Conv(self.channels, (k,), strides=(self.stride,), padding=[(self.padding, self.padding)], dtype=dtype)(x))
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=dtype)(x).astype(jnp.float32)
 
 
 MODELS = {"conv1d": Conv1DNet}

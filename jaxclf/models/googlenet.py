@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, global_avg_pool, pool
+from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, compute_dtype, global_avg_pool, pool
 
 # (1x1, 3x3 reduce, 3x3, wide reduce, wide, pool proj) per module, from the paper's Table 1.
 INCEPTION = {
@@ -85,8 +85,9 @@ class GoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
+        dtype = compute_dtype(self.dtype)
         conv = functools.partial(ConvNormAct, norm=self.norm, norm_epsilon=GOOGLENET_BN_EPSILON,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
+                                 dtype=dtype, param_dtype=self.param_dtype)
 
         def w(width):
             return max(1, round(width * self.width_mult))
@@ -98,11 +99,11 @@ class GoogLeNet(nn.Module):
             return pool(y, "max", window, 2, ceil_mode=True)
 
         aux_head = functools.partial(AuxHead, self.num_classes, self.aux_dropout_rate, conv,
-                                     (w(128), w(1024)), self.dtype, self.param_dtype)
+                                     (w(128), w(1024)), dtype, self.param_dtype)
         # Aux heads run in training; at init too, so that their parameters always exist.
         run_aux = self.aux_logits and (train or self.is_initializing())
 
-        x = x.astype(self.dtype)
+        x = x.astype(dtype)
         x = max_pool(conv(w(64), 7, 2, name="conv1")(x, train=train))
         x = conv(w(64), 1, name="conv2")(x, train=train)
         x = max_pool(conv(w(192), 3, name="conv3")(x, train=train))
@@ -115,7 +116,7 @@ class GoogLeNet(nn.Module):
         x = max_pool(block("4e")(x, train=train), 2)
         x = block("5b")(block("5a")(x, train=train), train=train)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(global_avg_pool(x))
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+        logits = nn.Dense(self.num_classes, dtype=dtype, param_dtype=self.param_dtype,
                           name="fc")(x).astype(jnp.float32)
         return (logits, (aux1, aux2)) if (self.aux_logits and train) else logits
 

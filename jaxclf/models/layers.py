@@ -3,21 +3,149 @@
 Padding is explicit and symmetric (k // 2 per side, as PyTorch pads), not 'SAME':
 for a stride-2 layer on an even input 'SAME' pads only bottom/right, which shifts
 every feature map by half a pixel against the published models.
+
+Two layers have CPU fast paths that compute the same function (checked in
+tests/test_perf_numerics.py): ``Conv`` (a matmul over patches where XLA:CPU's
+convolution is slow) and ``tiled_max_pool`` (non-overlapping max pooling without
+``reduce_window``'s scatter-based gradient).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
-
-from jaxclf.models.lenet import lookup
+from jax import lax
 
 # PyTorch's BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+
+
+def lookup(table: dict[str, Any], kind: str, name: str) -> Any:
+    """``table[name]`` with an error naming the valid choices."""
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+    """A model's ``dtype`` setting ('float32', 'bfloat16' or a dtype) as a jnp dtype.
+
+    Configs carry the name as a string; flax layers and ``astype`` want the dtype.
+    """
+    return jnp.dtype(dtype)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+# A convolution runs as one matrix product over image patches when its input has at most
+# this many channels (grey or RGB images: the first layer), or is smaller than the kernel
+# (a 3x3 conv on a 2x2 or 1x1 map: VGG and ResNet-18 on 32x32 images). XLA:CPU's
+# convolutions vectorise over input channels and run far below the matmul rate with 1-3
+# of them; and when the input is smaller than the kernel, XLA swaps the operands' roles
+# and the 512-channel convs at 2x2 took 1.4 s each (most of VGG-11's step). With 6
+# channels (LeNet's second layer) the patches' gradient, 25 padded slices summed, cost
+# more than it saved.
+PATCH_CONV_MAX_CHANNELS = 3
+
+
+def _use_patches(lhs_shape, window) -> bool:
+    """Whether a channels-last convolution is faster as a matmul over patches (see above)."""
+    return lhs_shape[-1] <= PATCH_CONV_MAX_CHANNELS or any(n < k for n, k in zip(lhs_shape[1:-1], window))
+
+
+def _patches(x, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]):
+    """(N, *spatial, kh*kw*...*C) patches of an (N, *spatial, C) input, taps major.
+
+    Built from strided slices (not ``conv_general_dilated_patches``, itself a
+    convolution): their gradient is a sum of padded slices, which XLA fuses.
+    """
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides)]
+    cols = []
+    for offsets in np.ndindex(*window):
+        start = (0, *offsets, 0)
+        stop = (x.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offsets, out, strides)), x.shape[-1])
+        cols.append(lax.slice(x, start, stop, (1, *strides, 1)))
+    return jnp.concatenate(cols, axis=-1)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, **kwargs):
+    """``lax.conv_general_dilated`` for ``nn.Conv`` (channels last), as a matmul over patches
+    where that is faster (``_use_patches``); any other case goes to XLA's convolution."""
+    spatial = rhs.shape[:-2]
+    dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    if dilated or feature_group_count != 1 or not _use_patches(lhs.shape, spatial):
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, **kwargs)
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(lhs.shape[1:-1], spatial, window_strides, padding)
+    cols = _patches(lhs, spatial, window_strides, padding)
+    return lax.dot_general(cols, rhs.reshape(-1, rhs.shape[-1]), (((cols.ndim - 1,), (0,)), ((), ())),
+                           precision=kwargs.get("precision"),
+                           preferred_element_type=kwargs.get("preferred_element_type"))
+
+
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool_taps(x, window: tuple[int, int], pads):
+    """The -inf padded input's strided slice for every tap of non-overlapping windows."""
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    out = [size // k for size, k in zip(x.shape[1:3], window)]
+    for i, j in np.ndindex(*window):
+        yield lax.slice(x, (0, i, j, 0), (x.shape[0], i + (out[0] - 1) * window[0] + 1,
+                                          j + (out[1] - 1) * window[1] + 1, x.shape[3]),
+                        (1, *window, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def tiled_max_pool(x, window: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
+    """Max pooling over non-overlapping windows (stride = window) of an NHWC batch.
+
+    The same values and gradient as ``nn.max_pool`` (the gradient goes to the first
+    maximum of each window in row-major order), from the windows' strided slices:
+    XLA:CPU expands ``reduce_window``'s gradient (select-and-scatter) into a scatter
+    that cost more than the rest of LeNet's step.
+    """
+    return functools.reduce(jnp.maximum, _pool_taps(x, window, pads))
+
+
+def _tiled_max_pool_fwd(x, window, pads):
+    y = tiled_max_pool(x, window, pads)
+    return y, (x, y)
+
+
+def _tiled_max_pool_bwd(window, pads, res, g):
+    """Each output's gradient goes to the first tap equal to the maximum; the taps are
+    interleaved back by a reshape (windows tile the input, so no sums are needed)."""
+    x, y = res
+    taken = jnp.zeros(y.shape, bool)
+    parts = []
+    for tap in _pool_taps(x, window, pads):
+        first = (tap == y) & ~taken
+        taken = taken | first
+        parts.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+    n, oh, ow, c = y.shape
+    dx = jnp.stack(parts, axis=3).reshape(n, oh, ow, *window, c)
+    dx = jnp.transpose(dx, (0, 1, 3, 2, 4, 5)).reshape(n, oh * window[0], ow * window[1], c)
+    # Rows/columns past the last whole window get no gradient; then drop the padding.
+    padded = [size + lo + hi for size, (lo, hi) in zip(x.shape[1:3], pads)]
+    dx = jnp.pad(dx, ((0, 0), (0, padded[0] - dx.shape[1]), (0, padded[1] - dx.shape[2]), (0, 0)))
+    (top, _), (left, _) = pads
+    return (dx[:, top:top + x.shape[1], left:left + x.shape[2]],)
+
+
+tiled_max_pool.defvjp(_tiled_max_pool_fwd, _tiled_max_pool_bwd)
 
 
 class GroupNorm(nn.Module):
@@ -81,12 +209,13 @@ class ConvNormAct(nn.Module):
     def __call__(self, x, *, train: bool = False):
         pad = self.kernel // 2 if self.padding is None else self.padding
         use_bias = self.norm == "none" if self.use_bias is None else self.use_bias
-        x = nn.Conv(
+        dtype = compute_dtype(self.dtype)
+        x = Conv(
             self.features, (self.kernel, self.kernel), strides=self.stride,
             padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=self.kernel_init,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
+            dtype=dtype, param_dtype=self.param_dtype, name="conv",
         )(x)
-        x = make_norm(self.norm, train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+        x = make_norm(self.norm, train=train, dtype=dtype, param_dtype=self.param_dtype,
                       epsilon=self.norm_epsilon, scale_init=self.norm_scale_init, name="norm")(x)
         return x if self.act is None else self.act(x)
 
@@ -104,6 +233,8 @@ def pool(x, kind: str, window: int, stride: int, padding: int = 0, ceil_mode: bo
         if ceil_mode and (out - 1) * stride >= size + padding:
             out -= 1
         pads.append((padding, (out - 1) * stride + window - size - padding))
+    if kind == "max" and stride == window:
+        return tiled_max_pool(x, (window, window), tuple(pads))
     if kind == "max":
         return nn.max_pool(x, (window, window), (stride, stride), tuple(pads))
     return nn.avg_pool(x, (window, window), (stride, stride), tuple(pads), count_include_pad=True)

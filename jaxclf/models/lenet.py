@@ -14,15 +14,10 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxclf.models.layers import Conv, compute_dtype, lookup, pool
+
 _ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
-_POOLS: dict[str, Callable] = {"max": nn.max_pool, "avg": nn.avg_pool}
-
-
-def lookup(table: dict[str, Any], kind: str, name: str) -> Any:
-    """``table[name]`` with an error naming the valid choices."""
-    if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
-    return table[name]
+_POOLS = {"max": "max", "avg": "avg"}  # kinds of layers.pool
 
 
 class LeNet5(nn.Module):
@@ -31,21 +26,22 @@ class LeNet5(nn.Module):
     num_classes: int = 10
     activation: str = "relu"
     pooling: str = "max"
-    dtype: Any = jnp.float32
+    dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         del train  # No dropout or normalisation: the same function in both modes.
         act = lookup(_ACTIVATIONS, "activation", self.activation)
-        pool = lookup(_POOLS, "pooling", self.pooling)
-        x = x.astype(self.dtype)
+        kind = lookup(_POOLS, "pooling", self.pooling)
+        dtype = compute_dtype(self.dtype)
+        x = x.astype(dtype)
         for features in (6, 16):
-            x = nn.Conv(features, (5, 5), padding="VALID", dtype=self.dtype)(x)
-            x = pool(act(x), (2, 2), strides=(2, 2))
+            x = Conv(features, (5, 5), padding="VALID", dtype=dtype)(x)
+            x = pool(act(x), kind, 2, 2)
         x = x.reshape(x.shape[0], -1)
         for features in (120, 84):
-            x = act(nn.Dense(features, dtype=self.dtype)(x))
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+            x = act(nn.Dense(features, dtype=dtype)(x))
+        return nn.Dense(self.num_classes, dtype=dtype)(x).astype(jnp.float32)
 
 
 MODELS = {"lenet5": LeNet5}

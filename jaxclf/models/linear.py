@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.lenet import _ACTIVATIONS, lookup
+from jaxclf.models.layers import compute_dtype, lookup
+from jaxclf.models.lenet import _ACTIVATIONS
 
 
 class Linear(nn.Module):
@@ -39,8 +40,9 @@ class Linear(nn.Module):
     def __call__(self, x, *, train: bool = False):
         del train
         _ = self.one_vs_rest  # validate the strategy name at first call
-        x = x.reshape(x.shape[0], -1).astype(self.dtype)
-        return nn.Dense(self.num_classes, use_bias=self.use_bias, dtype=self.dtype)(x).astype(
+        dtype = compute_dtype(self.dtype)
+        x = x.reshape(x.shape[0], -1).astype(dtype)
+        return nn.Dense(self.num_classes, use_bias=self.use_bias, dtype=dtype)(x).astype(
             jnp.float32
         )
 
@@ -62,12 +64,13 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         act = lookup(_ACTIVATIONS, "activation", self.activation)
-        x = x.reshape(x.shape[0], -1).astype(self.dtype)
+        dtype = compute_dtype(self.dtype)
+        x = x.reshape(x.shape[0], -1).astype(dtype)
         for width in self.hidden:
-            h = act(nn.Dense(width, dtype=self.dtype)(x))
+            h = act(nn.Dense(width, dtype=dtype)(x))
             x = x + h if self.residual and x.shape[-1] == width else h
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=dtype)(x).astype(jnp.float32)
 
 
 MODELS = {

@@ -17,13 +17,14 @@ Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxclf.models.cells import Carry, can_hoist, make_cell, zero_carry
-from jaxclf.models.lenet import lookup
+from jaxclf.models.layers import compute_dtype, lookup
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -100,12 +101,19 @@ def _sow_attention(module: nn.Module, weights) -> None:
         module.sow("intermediates", "attention", weights)
 
 
+def keep_dtypes(new: Carry, old: Carry) -> Carry:
+    """``new`` in ``old``'s dtypes: with a bfloat16 compute dtype the carry stays float32
+    (and a scan's carry must keep its type)."""
+    return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+
+
 def _scan_step(hoisted: bool):
     """The scan body: one cell step whose carry stays frozen where ``valid`` is False."""
 
     def body(cell, carry, inputs):
         x, valid = inputs
         new, y = cell.recur(carry, x) if hoisted else cell(carry, x)
+        new = keep_dtypes(new, carry)
         if valid is not None:
             new = jax.tree.map(lambda n, o: jnp.where(valid[:, None], n, o), new, carry)
         return new, y
@@ -128,9 +136,10 @@ class Recurrence(nn.Module):
     reverse: bool = False
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32  # compute dtype of the cell
 
     def setup(self):
-        self.cell = make_cell(self.kind, self.hidden)
+        self.cell = make_cell(self.kind, self.hidden, self.dtype)
 
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         hoisted = should_hoist(self.hoist) and can_hoist(self.cell)
@@ -156,7 +165,8 @@ class Recurrence(nn.Module):
 
     def step(self, carry: Carry, x):
         """One step of the cell from a raw input (for autoregressive sampling)."""
-        return self.cell(carry, x)
+        new, y = self.cell(carry, x)
+        return keep_dtypes(new, carry), y
 
 
 class BiLayer(nn.Module):
@@ -172,11 +182,12 @@ class BiLayer(nn.Module):
     bidirectional: bool = False
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         layer = functools.partial(
-            Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll
+            Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll, dtype=self.dtype
         )
         ys, carry = layer(name="fwd")(x, lengths, initial_carry)
         outputs, summary, carries = [ys], [last_valid(ys, lengths)], [carry]
@@ -198,6 +209,7 @@ class Encoder(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, lengths=None, *, train: bool = False):
@@ -205,7 +217,7 @@ class Encoder(nn.Module):
             if i:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             layer = BiLayer(
-                self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll,
+                self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll, self.dtype,
                 name=f"layer_{i}",
             )
             x, summary, carries = layer(x, lengths)
@@ -272,17 +284,19 @@ class RNNClassifier(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32  # compute dtype of the cells and the head
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
         pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(self.hidden, name="pool")
         lengths = resolve_lengths(lengths, mask)
+        dtype = compute_dtype(self.dtype)
         h, summary, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, name="encoder",
+            self.hoist, self.unroll, dtype, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
         z = nn.Dropout(self.dropout_rate, deterministic=not train)(pool(h, summary, lengths))
-        return nn.Dense(self.num_classes, name="head")(z).astype(jnp.float32)
+        return nn.Dense(self.num_classes, dtype=dtype, name="head")(z).astype(jnp.float32)
 
 
 class RNNTagger(nn.Module):
@@ -296,16 +310,18 @@ class RNNTagger(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32  # compute dtype of the cells and the head
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
         lengths = resolve_lengths(lengths, mask)
+        dtype = compute_dtype(self.dtype)
         h, _, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, name="encoder",
+            self.hoist, self.unroll, dtype, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-        logits = nn.Dense(self.num_classes, name="head")(h).astype(jnp.float32)
+        logits = nn.Dense(self.num_classes, dtype=dtype, name="head")(h).astype(jnp.float32)
         return logits * sequence_mask(lengths, x.shape[1])[..., None]
 
 
@@ -368,13 +384,15 @@ class RNNGenerator(nn.Module):
     embed_dim: int = 32
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32  # compute dtype of the cell and the head
 
     def setup(self):
         self.class_embed = nn.Embed(self.num_classes, self.embed_dim)
         self.latent = nn.Dense(self.embed_dim)
         self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim)  # last id: start
-        self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll)
-        self.head = nn.Dense(self.vocab_size)
+        self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
+                                  dtype=self.dtype)
+        self.head = nn.Dense(self.vocab_size, dtype=compute_dtype(self.dtype))
 
     def _condition(self, cond):
         if jnp.issubdtype(cond.dtype, jnp.integer):
@@ -442,18 +460,20 @@ class Seq2Seq(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool | None = None
     unroll: int = 1
+    dtype: Any = jnp.float32  # compute dtype of the cells and the output head
 
     def setup(self):
         self.encoder = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll,
+            self.hoist, self.unroll, self.dtype,
         )
         self.embed = nn.Embed(self.num_classes + 1, self.embed_dim)
-        self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll)
+        self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
+                                  dtype=self.dtype)
         self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False)  # W_a
         self.combine = nn.Dense(self.hidden)
         self.dropout = nn.Dropout(self.dropout_rate)
-        self.head = nn.Dense(self.num_classes)
+        self.head = nn.Dense(self.num_classes, dtype=compute_dtype(self.dtype))
 
     def _encode(self, x, lengths, mask, train):
         lengths = resolve_lengths(lengths, mask)

@@ -21,8 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, global_avg_pool, pool
-from jaxclf.models.lenet import lookup
+from jaxclf.models.layers import ConvNormAct, compute_dtype, global_avg_pool, lookup, pool
 
 
 def zero_pad_shortcut(x, features: int, stride: int):
@@ -107,8 +106,9 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         block = lookup(BLOCKS, "block", self.block)
-        common = dict(norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)
-        x = x.astype(self.dtype)
+        dtype = compute_dtype(self.dtype)
+        common = dict(norm=self.norm, dtype=dtype, param_dtype=self.param_dtype)
+        x = x.astype(dtype)
         if lookup({"imagenet": True, "cifar": False}, "stem", self.stem):
             x = ConvNormAct(self.widths[0], 7, 2, **common, name="stem")(x, train=train)
             x = pool(x, "max", 3, 2, padding=1)
@@ -120,7 +120,7 @@ class ResNet(nn.Module):
                           zero_init_residual=self.zero_init_residual, **common,
                           name=f"stage{i + 1}_block{j + 1}")(x, train=train)
         x = global_avg_pool(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+        return nn.Dense(self.num_classes, dtype=dtype, param_dtype=self.param_dtype,
                         name="head")(x).astype(jnp.float32)
 
 

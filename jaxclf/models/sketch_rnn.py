@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxclf.data.strokes import END_ROW, START_ROW, stroke5_length
 from jaxclf.models.cells import LSTMCell
+from jaxclf.models.layers import compute_dtype
 from jaxclf.models.recurrent import last_valid, reverse_valid
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -110,15 +111,18 @@ class SketchRNN(nn.Module):
     num_mixtures: int = 20
     conditional: bool = True
     recurrent_dropout: float = 0.0
+    dtype: Any = "float32"  # compute dtype of the matmuls; parameters, carries and outputs stay float32
 
     def setup(self):
-        cell = functools.partial(DropoutLSTMCell, rate=self.recurrent_dropout)
+        dtype = compute_dtype(self.dtype)
+        cell = functools.partial(DropoutLSTMCell, rate=self.recurrent_dropout, dtype=dtype)
+        dense = functools.partial(nn.Dense, dtype=dtype)
         if self.conditional:
             self.enc_fwd, self.enc_bwd = cell(self.enc_hidden), cell(self.enc_hidden)
-            self.z_mu, self.z_logvar = nn.Dense(self.z_size), nn.Dense(self.z_size)
-            self.z_to_state = nn.Dense(2 * self.dec_hidden)
+            self.z_mu, self.z_logvar = dense(self.z_size), dense(self.z_size)
+            self.z_to_state = dense(2 * self.dec_hidden)
         self.dec = cell(self.dec_hidden)
-        self.out = nn.Dense(6 * self.num_mixtures + 3)
+        self.out = dense(6 * self.num_mixtures + 3)
 
     def encode(self, strokes, lengths=None, *, train: bool = False):
         """``(mu, logvar)`` of q(z | sketch), each (B, z_size); ``lengths`` default to the
@@ -128,13 +132,13 @@ class SketchRNN(nn.Module):
         _, h_fwd = _run(self.enc_fwd, zeros, strokes, train)
         _, h_bwd = _run(self.enc_bwd, zeros, reverse_valid(strokes, lengths), train)
         summary = jnp.concatenate([last_valid(h_fwd, lengths), last_valid(h_bwd, lengths)], -1)
-        return self.z_mu(summary), self.z_logvar(summary)
+        return self.z_mu(summary).astype(jnp.float32), self.z_logvar(summary).astype(jnp.float32)
 
     def initial_carry(self, z, batch: int):
         """Decoder start state ``tanh(W z + b)`` split into (c, h); zeros without z."""
         if z is None:
             return _zero_carry(batch, self.dec_hidden)
-        return tuple(jnp.split(jnp.tanh(self.z_to_state(z)), 2, -1))
+        return tuple(jnp.split(jnp.tanh(self.z_to_state(z)).astype(jnp.float32), 2, -1))
 
     def decode(self, carry, inputs, z, *, train: bool = False):
         """The decoder over ``inputs`` (B, T, 5) given ``z`` (B, z_size) or ``None``, from
@@ -142,7 +146,7 @@ class SketchRNN(nn.Module):
         if z is not None:
             inputs = jnp.concatenate([inputs, jnp.broadcast_to(z[:, None], inputs.shape[:2] + z.shape[-1:])], -1)
         carry, h = _run(self.dec, carry, inputs, train)
-        return carry, self.out(h)
+        return carry, self.out(h).astype(jnp.float32)
 
     def latent(self, strokes, lengths=None, *, train: bool):
         """``(z, mu, logvar)``; ``z = mu + exp(logvar / 2) * eps`` in training, ``mu`` otherwise."""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, pool
+from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, compute_dtype, pool
 
 # Convs per stage for the paper's configurations A (vgg11), B (13), D (16), E (19).
 STAGE_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -36,15 +36,16 @@ class VGG(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        x = x.astype(self.dtype)
+        dtype = compute_dtype(self.dtype)
+        x = x.astype(dtype)
         for depth, width in zip(self.stage_depths, self.widths, strict=True):
             for _ in range(depth):
-                x = ConvNormAct(width, 3, norm=self.norm, use_bias=True, dtype=self.dtype,
+                x = ConvNormAct(width, 3, norm=self.norm, use_bias=True, dtype=dtype,
                                 param_dtype=self.param_dtype)(x, train=train)
             x = pool(x, "max", 2, 2)
         x = adaptive_avg_pool(x, (self.pool_size, self.pool_size))
         return classifier_mlp(x, self.hidden, self.num_classes, dropout_rate=self.dropout_rate,
-                              train=train, dropout_first=False, dtype=self.dtype,
+                              train=train, dropout_first=False, dtype=dtype,
                               param_dtype=self.param_dtype)
 
 

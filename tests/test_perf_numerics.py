@@ -1,0 +1,173 @@
+"""The CPU fast paths compute what the straightforward layers compute, and bfloat16 compute.
+
+``layers.conv_general_dilated`` (a matmul over patches for few-channel or smaller-than-
+kernel inputs) is checked against ``lax.conv_general_dilated``, ``layers.tiled_max_pool``
+against ``nn.max_pool`` (values and gradients, ties included), and whole models against
+themselves with both fast paths switched off. With ``dtype='bfloat16'`` every model keeps
+float32 parameters and float32 logits close to the float32 model's.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxclf import models
+from jaxclf.models import layers
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _value_and_grads(f, *args):
+    """f(*args) and the gradient of a fixed random projection of it w.r.t. every arg."""
+    out = f(*args)
+    probe = jax.random.normal(jax.random.key(1), out.shape, out.dtype)
+    return out, jax.grad(lambda *a: jnp.sum(f(*a) * probe), argnums=tuple(range(len(args))))(*args)
+
+
+def _assert_close(a, b, rtol=1e-5):
+    """Equal within ``rtol`` of the largest entry, per output and per gradient tree (a
+    conv bias before batch norm has a gradient that is zero up to round-off)."""
+    for part_a, part_b in zip(a, b, strict=True):
+        scale = max(float(jnp.max(jnp.abs(y))) for y in jax.tree.leaves(part_b)) or 1.0
+        for x, y in zip(jax.tree.leaves(part_a), jax.tree.leaves(part_b), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=rtol * scale)
+
+
+# (input shape, kernel shape, strides, padding): few channels, and inputs smaller than the kernel.
+PATCH_CASES = [
+    ((4, 28, 28, 1), (5, 5, 1, 6), (1, 1), "VALID"),
+    ((4, 32, 32, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1))),
+    ((4, 15, 17, 3), (7, 7, 3, 8), (2, 2), ((3, 3), (3, 3))),
+    ((4, 9, 9, 2), (3, 3, 2, 5), (2, 2), "SAME"),
+    ((4, 2, 2, 32), (3, 3, 32, 16), (1, 1), ((1, 1), (1, 1))),
+    ((4, 1, 1, 32), (3, 3, 32, 16), (1, 1), ((1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", PATCH_CASES)
+def test_patch_conv_matches_xla_conv(x_shape, w_shape, strides, padding):
+    assert layers._use_patches(x_shape, w_shape[:2])
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    w = jax.random.normal(jax.random.key(1), w_shape) / np.sqrt(np.prod(w_shape[:3]))
+
+    def fast(x, w):
+        return layers.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC)
+
+    def plain(x, w):
+        return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC)
+
+    _assert_close(_value_and_grads(fast, x, w), _value_and_grads(plain, x, w))
+
+
+def test_patch_conv_in_one_dimension():
+    x = jax.random.normal(jax.random.key(0), (4, 40, 1))
+    conv = layers.Conv(5, (5,), strides=2, padding=[(1, 1)])
+    plain = nn.Conv(5, (5,), strides=2, padding=[(1, 1)])
+    params = conv.init(jax.random.key(1), x)
+    _assert_close(_value_and_grads(lambda p, x: conv.apply(p, x), params, x),
+                  _value_and_grads(lambda p, x: plain.apply(p, x), params, x))
+
+
+def test_many_channel_convs_stay_xla_convs():
+    assert not layers._use_patches((8, 32, 32, 16), (3, 3))
+    assert not layers._use_patches((8, 3, 3, 512), (3, 3))
+
+
+@pytest.mark.parametrize("shape,window,pads", [
+    ((3, 24, 24, 6), 2, ((0, 0), (0, 0))),
+    ((3, 7, 9, 4), 2, ((0, 0), (0, 0))),  # odd sizes: the last row/column is in no window
+    ((3, 7, 7, 4), 2, ((0, 1), (0, 1))),  # GoogLeNet's ceil mode pads bottom/right
+    ((3, 9, 9, 2), 3, ((0, 0), (0, 0))),
+])
+def test_tiled_max_pool_matches_reduce_window(shape, window, pads):
+    # Small integers make ties within windows common: the gradient must pick the same tap.
+    x = jax.random.randint(jax.random.key(0), shape, -3, 4).astype(jnp.float32)
+    w = (window, window)
+    fast = _value_and_grads(lambda x: layers.tiled_max_pool(x, w, pads), x)
+    plain = _value_and_grads(lambda x: nn.max_pool(x, w, w, pads), x)
+    _assert_close(fast, plain, rtol=0)
+
+
+@pytest.fixture
+def plain_layers(monkeypatch):
+    """Switches the fast paths off: XLA convolutions and ``nn.max_pool`` everywhere."""
+
+    def switch_off():
+        monkeypatch.setattr(layers, "_use_patches", lambda *a: False)
+        monkeypatch.setattr(layers, "tiled_max_pool", lambda x, w, p: nn.max_pool(x, w, w, p))
+
+    return switch_off
+
+
+SMALL_CNNS = [
+    ("lenet5", {}, (4, 28, 28, 1)),
+    ("vgg11_bn", dict(widths=(8, 16, 16, 32, 32), hidden=(16, 16), pool_size=1, dropout_rate=0.0),
+     (4, 32, 32, 3)),
+    ("resnet18", dict(widths=(8, 8, 16, 16)), (4, 32, 32, 3)),  # 3x3 convs on 1x1 maps
+    ("googlenet", dict(width_mult=0.125, dropout_rate=0.0), (2, 64, 64, 3)),
+]
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("name,kwargs,shape", SMALL_CNNS, ids=[c[0] for c in SMALL_CNNS])
+def test_models_match_the_plain_layers(name, kwargs, shape, train, plain_layers):
+    model = models.create(name, num_classes=10, **kwargs)
+    x = jax.random.normal(jax.random.key(0), shape)
+    variables = model.init(jax.random.key(1), x)
+    params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+    def forward(params, x):
+        out, _ = model.apply({"params": params, **state}, x, train=train, mutable=list(state))
+        return out
+
+    fast = _value_and_grads(forward, params, x)
+    plain_layers()
+    # Batch statistics of tiny batches amplify float32 round-off through deep stacks of
+    # batch norm (GoogLeNet: 2e-4 relative in training mode, 5e-7 in evaluation mode).
+    _assert_close(fast, _value_and_grads(forward, params, x), rtol=1e-3 if train else 1e-5)
+
+
+BF16_MODELS = [
+    ("lenet5", {}, (4, 32, 32, 1)),
+    ("resnet20", {}, (4, 32, 32, 3)),
+    ("vgg11_bn", dict(widths=(8, 16, 16, 32, 32), hidden=(16, 16), pool_size=1), (4, 32, 32, 3)),
+    ("alexnet", dict(widths=(8, 16, 16, 16, 16), hidden=(16, 16), pool_size=2), (2, 63, 63, 3)),
+    ("googlenet", dict(width_mult=0.125), (2, 64, 64, 3)),
+    ("conv1d", {}, (4, 40, 1)),
+    ("linear", {}, (4, 30)),
+    ("mlp", {}, (4, 40)),
+    ("lstm", dict(hidden=16), (4, 12, 3)),
+    ("bigru", dict(hidden=16), (4, 12, 3)),
+    ("rnn", dict(hidden=16), (4, 12, 3)),
+    ("lstm_attention", dict(hidden=16), (4, 12, 3)),
+    ("rnn_classifier", dict(cell="flax_optimized_lstm", hidden=16), (4, 12, 3)),
+    ("rnn_tagger", dict(hidden=16), (4, 12, 3)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,shape", BF16_MODELS, ids=[m[0] for m in BF16_MODELS])
+def test_bfloat16_compute_keeps_float32_params_and_logits(name, kwargs, shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    full = models.create(name, num_classes=10, dtype="float32", **kwargs)
+    half = models.create(name, num_classes=10, dtype="bfloat16", **kwargs)
+    variables = half.init(jax.random.key(1), x)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    assert jax.tree.structure(variables) == jax.tree.structure(full.init(jax.random.key(1), x))
+    logits, reference = half.apply(variables, x), full.apply(variables, x)
+    assert logits.dtype == jnp.float32
+    _assert_close(logits, reference, rtol=5e-2)
+
+
+@pytest.mark.parametrize("name", ["rnn_generator", "seq2seq"])
+def test_bfloat16_sequence_generators(name):
+    model = models.create(name, num_classes=6, hidden=16, dtype="bfloat16")
+    cond = jnp.arange(3) if name == "rnn_generator" else jax.random.normal(jax.random.key(0), (3, 5, 2))
+    targets = jnp.ones((3, 4), jnp.int32)
+    variables = model.init(jax.random.key(1), cond, targets=targets)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    assert model.apply(variables, cond, targets=targets).dtype == jnp.float32
+    tokens, lengths = model.sample(variables, jax.random.key(2), cond, max_len=5)
+    assert tokens.shape == (3, 5) and lengths.shape == (3,)
