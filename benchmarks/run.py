@@ -165,8 +165,8 @@ TRAIN_NOTES = (
     "- LSTM: registry `lstm` (hidden 128, last state); PyTorch's fused `nn.LSTM` without biases reading "
     "`[x, 1]`, which is jaxclf's one bias per gate. GRU: `rnn_classifier` with `cell='gru_reset_after'` "
     "(PyTorch's convention) vs `nn.GRU`. Both read (40, 1) sequences (MNIST-1D's shape).",
-    "- Sketch-RNN: `make_steps` is for classifiers, so the jaxclf step is `value_and_grad` of "
-    "`jaxclf.models.sketch_rnn.loss_fn` + the same optimizer; PyTorch implements the same equations "
+    "- Sketch-RNN: the loop's step for task 'generative' (`make_steps` with the model's own loss, "
+    "`jaxclf.models.sketch_rnn.loss_fn`); PyTorch implements the same equations "
     "(fused LSTMs as above, lengths from the end rows).",
 )
 
