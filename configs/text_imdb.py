@@ -36,25 +36,7 @@ def get_config(arg=None):
     t.batch_size, t.eval_batch_size = 64, 500
     t.num_steps = 1_200  # about 3 epochs (391 steps each); these models overfit soon after
     t.log_every, t.eval_every, t.checkpoint_every, t.steps_per_call = 50, 400, 400, 50
-    variants = {"smoke": _smoke, "cnn": _cnn, "cnn_smoke": lambda c: _smoke(_cnn(c))}
+    variants = {"smoke": recipes.text_smoke, "cnn": recipes.kim2014_text_cnn,
+                "cnn_smoke": lambda c: recipes.text_smoke(recipes.kim2014_text_cnn(c))}
     return recipes.apply_variant(c, arg, variants)
 
-
-def _cnn(c):
-    """Kim 2014 (CNN-rand): widths 3, 4, 5 x 100 feature maps, max over time, dropout 0.5."""
-    c.model = ml_collections.ConfigDict({
-        "name": "text_cnn", "vocab_size": c.dataset.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
-        "widths": (3, 4, 5), "features": 100, "dropout_rate": 0.5,
-    })
-    return c
-
-
-def _smoke(c):
-    recipes.smoke(c)
-    c.dataset.vocab_size, c.dataset.max_length = 64, 16
-    c.model.embed_dim = 8
-    if "hidden" in c.model:
-        c.model.hidden = 8
-    else:
-        c.model.features = 4
-    return c

@@ -143,3 +143,24 @@ def ha2017_sketch_rnn(c: ml_collections.ConfigDict, *, enc_hidden=256, dec_hidde
     c.optim.name, c.optim.lr, c.optim.clip_norm = "adam", 1e-3, 1.0
     c.optim.schedule, c.optim.end_lr_factor = "cosine", 0.01
     c.train.batch_size = c.train.eval_batch_size = 100
+
+
+def kim2014_text_cnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Kim 2014 (CNN-rand): widths 3, 4, 5 x 100 feature maps, max over time, dropout 0.5."""
+    c.model = ml_collections.ConfigDict({
+        "name": "text_cnn", "vocab_size": c.dataset.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
+        "widths": (3, 4, 5), "features": 100, "dropout_rate": 0.5,
+    })
+    return c
+
+
+def text_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """:func:`smoke` with a tiny vocabulary, short texts and a tiny text model."""
+    smoke(c)
+    c.dataset.vocab_size, c.dataset.max_length = 64, 16
+    c.model.embed_dim = 8
+    if "hidden" in c.model:
+        c.model.hidden = 8
+    else:
+        c.model.features = 4
+    return c

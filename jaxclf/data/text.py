@@ -98,13 +98,6 @@ def prepare(cfg, raw: dict[str, dict[str, np.ndarray]], train_split: str):
 
     if cfg.max_length < 1:
         raise ValueError(f"dataset.max_length must be >= 1, got {cfg.max_length}")
-    for split, arrays in raw.items():
-        for key in (cfg.image_key, cfg.label_key):
-            if key not in arrays:
-                raise ValueError(
-                    f"dataset {cfg.name!r} split {split!r} has no feature {key!r}; "
-                    f"features: {', '.join(sorted(arrays))} (set dataset.image_key/label_key)"
-                )
     tokens = {
         split: [tokenize(t, cfg.lowercase) for t in arrays[cfg.image_key]]
         for split, arrays in raw.items()
