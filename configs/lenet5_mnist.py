@@ -23,5 +23,5 @@ def get_config(arg=None):
     c.train.eval_every = 940
     c.train.log_every = 100
     c.train.checkpoint_every = 940
-    c.train.steps_per_call = 1  # 2-D conv gradients inside a scan are 10-50x slower on CPU (jax#12868)
+    c.train.steps_per_call = 1
     return recipes.apply_variant(c, arg, {"smoke": recipes.smoke})

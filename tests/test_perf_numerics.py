@@ -1,9 +1,10 @@
 """The CPU fast paths compute what the straightforward layers compute, and bfloat16 compute.
 
 ``layers.conv_general_dilated`` (a matmul over patches for few-channel or smaller-than-
-kernel inputs) is checked against ``lax.conv_general_dilated``, ``layers.tiled_max_pool``
-against ``nn.max_pool`` (values and gradients, ties included), and whole models against
-themselves with both fast paths switched off. With ``dtype='bfloat16'`` every model keeps
+kernel inputs, else ``channels_last_conv`` with its own backward pass) is checked against
+``lax.conv_general_dilated``, ``layers.tiled_max_pool`` against ``nn.max_pool`` (values and
+gradients, ties included), and whole models against themselves with the fast paths
+switched off. With ``dtype='bfloat16'`` every model keeps
 float32 parameters and float32 logits close to the float32 model's.
 """
 
@@ -21,10 +22,19 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _value_and_grads(f, *args):
-    """f(*args) and the gradient of a fixed random projection of it w.r.t. every arg."""
-    out = f(*args)
-    probe = jax.random.normal(jax.random.key(1), out.shape, out.dtype)
-    return out, jax.grad(lambda *a: jnp.sum(f(*a) * probe), argnums=tuple(range(len(args))))(*args)
+    """f(*args) and the gradient of a fixed random projection of it w.r.t. every arg.
+
+    One jitted program: op by op, every slice, pad and layer of a model compiles on its own
+    (a model took 10-30 s). ``value_and_grads`` is a new function on every call, so JAX's
+    trace cache cannot hand the plain layers' call the trace of the fast ones."""
+
+    @jax.jit
+    def value_and_grads(*args):
+        out = f(*args)
+        probe = jax.random.normal(jax.random.key(1), out.shape, out.dtype)
+        return out, jax.grad(lambda *a: jnp.sum(f(*a) * probe), argnums=tuple(range(len(args))))(*args)
+
+    return value_and_grads(*args)
 
 
 def _assert_close(a, b, rtol=1e-5):
@@ -71,6 +81,60 @@ def test_patch_conv_in_one_dimension():
                   _value_and_grads(lambda p, x: plain.apply(p, x), params, x))
 
 
+# (input shape, kernel shape, strides, padding): ResNet's 3x3 and strided 1x1 convs, odd sizes,
+# asymmetric padding, a stride larger than the kernel, one spatial axis.
+BACKWARD_CASES = [
+    ((3, 9, 9, 16), (3, 3, 16, 20), (1, 1), ((1, 1), (1, 1))),
+    ((3, 9, 11, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (1, 1))),
+    ((3, 8, 8, 16), (1, 1, 16, 8), (2, 2), ((0, 0), (0, 0))),
+    ((3, 12, 13, 16), (7, 7, 16, 8), (2, 2), ((3, 3), (3, 3))),
+    ((3, 12, 12, 16), (2, 2, 16, 8), (3, 3), ((0, 2), (1, 0))),
+    ((3, 20, 16), (5, 16, 8), (2,), ((2, 2),)),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", BACKWARD_CASES)
+def test_channels_last_conv_gradients_match_jax(x_shape, w_shape, strides, padding):
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    w = jax.random.normal(jax.random.key(1), w_shape) / np.sqrt(np.prod(w_shape[:-1]))
+    dims = layers._channels_last(len(x_shape))
+
+    def plain(x, w):
+        return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims)
+
+    _assert_close(_value_and_grads(lambda x, w: layers.channels_last_conv(x, w, strides, padding), x, w),
+                  _value_and_grads(plain, x, w))
+
+
+def _conv_layouts(fn, *args) -> set[str]:
+    """The dim_labels of every convolution in ``fn``'s optimised XLA program."""
+    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    return {line.split("dim_labels=")[1].split(",")[0].split()[0] for line in hlo.splitlines()
+            if " convolution(" in line}
+
+
+def _scanned_sgd_layouts(conv, params, x) -> set[str]:
+    """Convolution layouts of two scanned SGD steps on ``conv``'s parameters."""
+    def steps(params, x):
+        def body(p, _):
+            g = jax.grad(lambda p: jnp.sum(conv.apply(p, x) ** 2))(p)
+            return jax.tree.map(lambda a, b: a - 0.1 * b, p, g), None
+        return jax.lax.scan(body, params, None, length=2)[0]
+
+    return _conv_layouts(steps, params, x)
+
+
+def test_conv_gradients_in_a_scan_keep_the_fast_layout():
+    """Inside a loop body XLA:CPU does not rewrite JAX's gradient convolutions into the
+    channels-last layout it runs fast (they run as naive loops, 10-200x slower); every
+    convolution of a scanned train step through ``layers.Conv`` must already be in it."""
+    kwargs = dict(features=16, kernel_size=(3, 3), strides=2, padding=((1, 1), (1, 1)))
+    x = jax.random.normal(jax.random.key(0), (4, 9, 9, 16))
+    params = layers.Conv(**kwargs).init(jax.random.key(1), x)
+    assert _scanned_sgd_layouts(layers.Conv(**kwargs), params, x) == {"b01f_01io->b01f"}
+    assert len(_scanned_sgd_layouts(nn.Conv(**kwargs), params, x)) > 1  # what this guards against
+
+
 def test_many_channel_convs_stay_xla_convs():
     assert not layers._use_patches((8, 32, 32, 16), (3, 3))
     assert not layers._use_patches((8, 3, 3, 512), (3, 3))
@@ -93,10 +157,15 @@ def test_tiled_max_pool_matches_reduce_window(shape, window, pads):
 
 @pytest.fixture
 def plain_layers(monkeypatch):
-    """Switches the fast paths off: XLA convolutions and ``nn.max_pool`` everywhere."""
+    """Switches the fast paths off: JAX's own convolutions and ``nn.max_pool`` everywhere."""
+
+    def plain_conv(x, w, strides, pads, precision=None):
+        return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=layers._channels_last(x.ndim),
+                                        precision=precision)
 
     def switch_off():
         monkeypatch.setattr(layers, "_use_patches", lambda *a: False)
+        monkeypatch.setattr(layers, "channels_last_conv", plain_conv)
         monkeypatch.setattr(layers, "tiled_max_pool", lambda x, w, p: nn.max_pool(x, w, w, p))
 
     return switch_off

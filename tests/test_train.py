@@ -129,7 +129,9 @@ def test_several_steps_per_call_match_single_steps(smoke_config, tmp_path):
     t.steps_per_call = 3  # chunks of 3 and 3
     train_and_evaluate(smoke_config, tmp_path / "k3", devices=one_device())
     jax.tree.map(np.testing.assert_array_equal, params_of(tmp_path / "k3"), params_of(tmp_path / "k4"))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8),
+    # Rounding in a sum scales with its terms, not its result: near-zero entries get a few
+    # float32 ulps of their layer's largest entry (Adam's 1/sqrt(v) then carries them on).
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max()),
                  params_of(tmp_path / "k1"), params_of(tmp_path / "k4"))
     assert scanned["test"]["accuracy"] == pytest.approx(single["test"]["accuracy"], abs=1e-6)
 

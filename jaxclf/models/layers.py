@@ -6,7 +6,8 @@ every feature map by half a pixel against the published models.
 
 Two layers have CPU fast paths that compute the same function (checked in
 tests/test_perf_numerics.py): ``Conv`` (a matmul over patches where XLA:CPU's
-convolution is slow) and ``tiled_max_pool`` (non-overlapping max pooling without
+convolution is slow, and a backward pass written in the one convolution layout XLA:CPU
+runs fast everywhere) and ``tiled_max_pool`` (non-overlapping max pooling without
 ``reduce_window``'s scatter-based gradient).
 """
 
@@ -75,21 +76,78 @@ def _patches(x, window: Sequence[int], strides: Sequence[int], pads: Sequence[tu
     return jnp.concatenate(cols, axis=-1)
 
 
+def _channels_last(ndim: int) -> lax.ConvDimensionNumbers:
+    """NHWC / HWIO / NHWC (any number of spatial axes): the layout ``nn.Conv`` uses."""
+    spatial = tuple(range(1, ndim - 1))
+    lhs = (0, ndim - 1, *spatial)
+    return lax.ConvDimensionNumbers(lhs, (ndim - 1, ndim - 2, *(d - 1 for d in spatial)), lhs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def channels_last_conv(x, w, strides: tuple[int, ...], pads: tuple[tuple[int, int], ...], precision=None):
+    """``lax.conv_general_dilated`` (channels last, no dilation, one group) whose gradients
+    are themselves channels-last convolutions.
+
+    JAX's own gradients are convolutions in other layouts (for the kernel's: batch and
+    channels swapped, the output gradient as the kernel). XLA:CPU rewrites those into its
+    fast layout in the top-level program but not inside a loop body (``lax.scan``), where
+    they run as naive loops: a 3x3, 16-channel kernel gradient took 1.1 s instead of 6 ms
+    (jax#12868; benchmarks/). Written here with explicit transposes, the same sums run at
+    the fast rate in both places.
+    """
+    return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_channels_last(x.ndim),
+                                    precision=precision)
+
+
+def _channels_last_conv_fwd(x, w, strides, pads, precision):
+    return channels_last_conv(x, w, strides, pads, precision), (x, w)
+
+
+def _channels_last_conv_bwd(strides, pads, precision, res, g):
+    x, w = res
+    n = x.ndim - 2
+    dims, ones = _channels_last(x.ndim), (1,) * n
+    sizes, window, out = x.shape[1:-1], w.shape[:-2], g.shape[1:-1]
+    # Input gradient: the output gradient spread back by the strides (lhs_dilation) and
+    # correlated with the flipped kernel, input and output channels swapped.
+    w_t = jnp.swapaxes(jnp.flip(w, tuple(range(n))), -1, -2)
+    dx_pads = [(k - 1 - lo, size + lo - s * (o - 1) - 1)
+               for size, k, s, o, (lo, _) in zip(sizes, window, strides, out, pads)]
+    dx = lax.conv_general_dilated(g, w_t, ones, dx_pads, lhs_dilation=strides, dimension_numbers=dims,
+                                  precision=precision)
+    # Kernel gradient: sum over examples and positions, as a convolution of the input with
+    # channels as its batch and examples as its features, by the output gradient (examples
+    # in, channels out) dilated by the strides; the padding keeps exactly the window.
+    x_t = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))  # (C, *spatial, N)
+    g_t = jnp.moveaxis(g, 0, -2)  # (*out, N, O)
+    dw_pads = [(lo, k + s * (o - 1) - size - lo) for size, k, s, o, (lo, _) in zip(sizes, window, strides, out, pads)]
+    dw = lax.conv_general_dilated(x_t, g_t, ones, dw_pads, rhs_dilation=strides, dimension_numbers=dims,
+                                  precision=precision)  # (C, *window, O)
+    return dx.astype(x.dtype), jnp.moveaxis(dw, 0, -2).astype(w.dtype)
+
+
+channels_last_conv.defvjp(_channels_last_conv_fwd, _channels_last_conv_bwd)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, **kwargs):
-    """``lax.conv_general_dilated`` for ``nn.Conv`` (channels last), as a matmul over patches
-    where that is faster (``_use_patches``); any other case goes to XLA's convolution."""
+    """``lax.conv_general_dilated`` for ``nn.Conv`` (channels last): a matmul over patches
+    where that is faster (``_use_patches``), else ``channels_last_conv``; dilated or grouped
+    convolutions go to ``lax`` as they are."""
     spatial = rhs.shape[:-2]
     dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if dilated or feature_group_count != 1 or not _use_patches(lhs.shape, spatial):
+    other_layout = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _channels_last(lhs.ndim)
+    if dilated or other_layout or feature_group_count != 1 or set(kwargs) - {"precision"}:
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                         dimension_numbers, feature_group_count, **kwargs)
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:-1], spatial, window_strides, padding)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if not _use_patches(lhs.shape, spatial):
+        return channels_last_conv(lhs, rhs, tuple(window_strides), padding, kwargs.get("precision"))
     cols = _patches(lhs, spatial, window_strides, padding)
     return lax.dot_general(cols, rhs.reshape(-1, rhs.shape[-1]), (((cols.ndim - 1,), (0,)), ((), ())),
-                           precision=kwargs.get("precision"),
-                           preferred_element_type=kwargs.get("preferred_element_type"))
+                           precision=kwargs.get("precision"))
 
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

@@ -232,11 +232,10 @@ def _build(config, mesh) -> _Program:
     def train(state, acc, inputs):
         """K steps in one call over the leading axis of ``inputs`` (index blocks (K, batch) in
         memory, stacked batches {'inputs': (K, batch, ...), 'labels'} streaming): a lax.scan
-        (``train.scan_unroll`` steps unrolled per iteration), or the step itself when K = 1.
-        XLA:CPU runs convolutions inside a loop body several times slower than at top level
-        (LeNet-5: 5x, benchmarks/), so K = 1 is no scan at all. (Decided by K, not by each
-        chunk's length: the two compile to float32-rounding-different programs, and a resumed
-        run must repeat an uninterrupted one bitwise.)"""
+        (``train.scan_unroll`` steps unrolled per iteration), or the step itself when K = 1,
+        with no loop around it. (Decided by K, not by each chunk's length: the two compile to
+        float32-rounding-different programs, and a resumed run must repeat an uninterrupted
+        one bitwise.)"""
         if config.train.steps_per_call == 1:
             return one_step((state, acc), jax.tree.map(lambda a: a[0], inputs))[0]
         return jax.lax.scan(one_step, (state, acc), inputs, unroll=config.train.scan_unroll)[0]
