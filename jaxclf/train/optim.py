@@ -50,21 +50,25 @@ def _kernel_mask(params):
     )
 
 
-def optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
-    """The optax chain the config describes."""
-    lr: Callable = schedule(cfg, num_steps)
-    parts = []
-    if cfg.clip_norm:
-        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+def chain(cfg, lr: Callable, *, weight_decay, momentum, coupled_decay: bool) -> optax.GradientTransformation:
+    """``cfg.name``'s chain with these hyperparameters (numbers, or traced values when a
+    vmapped sweep injects them); ``coupled_decay`` says whether the L2 term is in the chain."""
+    parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
     mask = _kernel_mask if cfg.decay_kernels_only else None
-    if cfg.weight_decay and cfg.name != "adamw":
-        parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=mask))
+    if coupled_decay and cfg.name != "adamw":
+        parts.append(optax.add_decayed_weights(weight_decay, mask=mask))
     if cfg.name == "sgd":
         parts.append(optax.sgd(lr))
     elif cfg.name in ("momentum", "nesterov"):
-        parts.append(optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.name == "nesterov"))
+        parts.append(optax.sgd(lr, momentum=momentum, nesterov=cfg.name == "nesterov"))
     elif cfg.name == "adam":
         parts.append(optax.adam(lr, b1=cfg.b1, b2=cfg.b2))
     else:
-        parts.append(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask))
+        parts.append(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=weight_decay, mask=mask))
     return optax.chain(*parts)
+
+
+def optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
+    """The optax chain the config describes."""
+    return chain(cfg, schedule(cfg, num_steps), weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                 coupled_decay=bool(cfg.weight_decay))

@@ -69,22 +69,10 @@ def hyper_optimizer(cfg, num_steps: int, *, decay: bool) -> optax.GradientTransf
     unit_cfg = copy.deepcopy(cfg)
     unit_cfg.lr = 1.0
     unit = optim.schedule(unit_cfg, num_steps)
-    mask = optim._kernel_mask if cfg.decay_kernels_only else None
 
     def make(learning_rate, weight_decay, momentum):
-        lr = lambda step: learning_rate * unit(step)  # noqa: E731
-        parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-        if decay and cfg.name != "adamw":
-            parts.append(optax.add_decayed_weights(weight_decay, mask=mask))
-        if cfg.name == "sgd":
-            parts.append(optax.sgd(lr))
-        elif cfg.name in ("momentum", "nesterov"):
-            parts.append(optax.sgd(lr, momentum=momentum, nesterov=cfg.name == "nesterov"))
-        elif cfg.name == "adam":
-            parts.append(optax.adam(lr, b1=cfg.b1, b2=cfg.b2))
-        else:
-            parts.append(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=weight_decay, mask=mask))
-        return optax.chain(*parts)
+        return optim.chain(cfg, lambda step: learning_rate * unit(step), weight_decay=weight_decay,
+                           momentum=momentum, coupled_decay=decay)
 
     return optax.inject_hyperparams(make)(learning_rate=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
