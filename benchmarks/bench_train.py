@@ -423,7 +423,7 @@ def comparison(name: str, ours: list[float], theirs: list[float] | None, *, targ
     b = statistics.median(theirs) if theirs else None
     ratio = a / b if b else None
     return {"name": name, "units": units, "ours": a, "baseline": baseline, "theirs": b, "ratio": ratio,
-            "target": target, "met": None if ratio is None else ratio >= target,
+            "target": target, "met": None if ratio is None or target is None else ratio >= target,
             "samples": {"ours": ours, "theirs": theirs}, **extra}
 
 

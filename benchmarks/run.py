@@ -4,10 +4,12 @@
 
 1. ``bench_train``: jaxclf's jitted train step vs PyTorch eager, per model (+ compile times,
    memory); target jax/torch >= 1.0.
-2. ``bench_loop``: the full training loop vs its bare jitted step; target loop/bare >= 0.95.
-3. ``bench_metrics.py`` (jaxclf.metrics vs scikit-learn), run as a subprocess from a scratch
+2. ``bench_conv``: single convolution layers (forward, input and kernel gradients) vs
+   PyTorch, and the kernel gradient inside a scan body; no targets (they explain 1.).
+3. ``bench_loop``: the full training loop vs its bare jitted step; target loop/bare >= 0.95.
+4. ``bench_metrics.py`` (jaxclf.metrics vs scikit-learn), run as a subprocess from a scratch
    copy so that its own ``results_metrics.json`` is left as committed.
-4. ``bench_sweep.py``: takes ~15 minutes on its own, so by default its last committed
+5. ``bench_sweep.py``: takes ~15 minutes on its own, so by default its last committed
    ``results_sweep.json`` is folded in (marked as not re-run); ``--sweep`` re-runs it with
    100 steps per point and 200 loop steps.
 
@@ -179,6 +181,28 @@ def _threads(train: list[dict]) -> str:
             "XLA: its CPU thread pool (one thread per core).")
 
 
+def _conv_section(layers: list[dict], scans: list[dict]) -> list[str]:
+    """Per-layer times (ms per call) explaining the CNN rows, and the scan-body check."""
+    if not layers and not scans:
+        return []
+    lines = ["## Convolution layers: jaxclf vs PyTorch eager", "",
+             "One 3x3 convolution at batch 128, each part timed alone: jaxclf's `layers.conv_general_dilated` "
+             "(jit; gradients from `layers.channels_last_conv`) vs `conv2d` / `aten.convolution_backward` "
+             "with one output; median ms per call. These explain the CNN train-step rows (no target of their own).", "",
+             "| layer | part | jaxclf ms | PyTorch ms | jaxclf/PyTorch (speed) |", "|---|---|---:|---:|---:|"]
+    for e in layers:
+        ms = lambda per_s: "-" if not per_s else f"{1e3 / per_s:.2f}"  # noqa: E731
+        lines.append(f"| {e['name'].split(': ')[0]} | {e['part']} | {ms(e['ours'])} | {ms(e['theirs'])} | "
+                     f"{_num(e['ratio'], '{:.2f}')} |")
+    for e in scans:
+        lines += ["", f"Kernel gradient inside a `lax.scan` body ({e['name'].split(': ')[0]}, {e['scan_length']} "
+                  f"iterations): JAX's own gradient {e['jax_grad_in_scan_ms']:,.1f} ms, jaxclf's "
+                  f"{e['jaxclf_grad_in_scan_ms']:.1f} ms ({e['ratio']:.0f}x faster), the same at top level "
+                  f"{e['jaxclf_grad_top_level_ms']:.1f} ms. XLA:CPU runs JAX's gradient convolutions in a loop body "
+                  "as naive loops (jax#12868); jaxclf writes them in the layout it runs fast everywhere."]
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     """RESULTS.md from the report dict (``machine``, ``entries``, ``command``, ...)."""
     m, entries = report["machine"], report["entries"]
@@ -226,6 +250,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {e['name']} | {e['batch']} | {j['lower_s']:.1f} | {j['compile_s']:.1f} | "
                          f"{_mib(mem.get('peak_bytes'))} ({_mib(mem.get('temp'))}) | {_mib(rss)} |")
         lines.append("")
+    lines += _conv_section(by_kind("conv_layer"), by_kind("conv_scan"))
     loops = by_kind("loop")
     if loops:
         lines += ["## Full training loop vs its bare jitted step", "",
@@ -283,9 +308,9 @@ def write_outputs(report: dict, out_dir: Path) -> tuple[Path, Path]:
 
 
 def suite(*, quick: bool, sweep: bool, baseline: Callable | None = "torch", models: list[str] | None = None,
-          loop: bool = True, external: bool = True, log=print) -> dict:
+          loop: bool = True, conv: bool = True, external: bool = True, log=print) -> dict:
     """Runs the comparisons and returns the report dict (not yet written)."""
-    from benchmarks import bench_loop, bench_train
+    from benchmarks import bench_conv, bench_loop, bench_train
 
     t0 = time.time()
     report = {"command": "python -m benchmarks.run" + (" --quick" if quick else "") + (" --sweep" if sweep else ""),
@@ -293,6 +318,8 @@ def suite(*, quick: bool, sweep: bool, baseline: Callable | None = "torch", mode
               "commit": git_commit(), "machine": machine()}
     baseline = bench_train.torch_runner if baseline == "torch" else baseline
     entries = bench_train.run(quick=quick, models=models, baseline=baseline, memory=not quick, log=log)
+    if conv:
+        entries += bench_conv.run(quick=quick, baseline=baseline is bench_train.torch_runner, log=log)
     if loop:
         entries += bench_loop.run(quick=quick, log=log)
     if external and not quick:

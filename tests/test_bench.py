@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a top-level directory, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_loop, bench_train, run  # noqa: E402
+from benchmarks import bench_conv, bench_loop, bench_train, run  # noqa: E402
 
 LENET = next(c for c in bench_train.CASES if c.model == "lenet5")
 LENET_PARAMS = 44_426  # 28x28x1 input, 'valid' convs: 16 * 4 * 4 features into fc 120
@@ -95,3 +95,18 @@ def test_reports_are_written(lenet_entry, tmp_path):
     assert f"| {LENET.name} | 44,426 |" in md
     assert "| LeNet-5 digits | 10 | 1, 5, 10, 10 | 900 | 1,000 | 0.90 | **not met** | 1.0 + 0.5 |" in md
     assert "torch (not installed)" in md and "## Targets" in md
+
+
+def test_conv_layer_entries_and_their_section():
+    """bench_conv's JAX side on a tiny layer (no PyTorch): three parts, the scan-body entry,
+    and the markdown they produce."""
+    layer = bench_conv.Layer("tiny, 6x6, 4->8, stride 2", 6, 4, 8, 2)
+    entries = bench_conv.layer_entries(layer, baseline=False, repeats=1, block_s=0.001, batch=2)
+    assert [e["part"] for e in entries] == list(bench_conv.PARTS)
+    assert all(e["ours"] > 0 and e["theirs"] is None and e["met"] is None for e in entries)
+    scan = bench_conv.scan_entry(layer, length=2, repeats=1, batch=2)
+    assert scan["jax_grad_in_scan_ms"] > 0 and scan["jaxclf_grad_in_scan_ms"] > 0
+    assert scan["ratio"] == pytest.approx(scan["jax_grad_in_scan_ms"] / scan["jaxclf_grad_in_scan_ms"])
+    md = "\n".join(run._conv_section(entries, [scan]))
+    assert f"| tiny, 6x6, 4->8, stride 2 | kernel gradient | {1e3 / entries[2]['ours']:.2f} | - | - |" in md
+    assert "inside a `lax.scan` body (tiny, 6x6, 4->8, stride 2, 2 iterations)" in md
