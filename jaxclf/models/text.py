@@ -14,9 +14,8 @@ a padded batch means the same with or without them. Padding never changes a resu
   token, so a one-token text has windows too and the padded width never matters
   (``WideConv``: the same parameters as ``nn.Conv``, computed as one matmul, faster on CPU).
 
-``dtype`` is the compute dtype of the embeddings, convolutions and head (parameters and
-logits stay float32). The recurrence itself runs in float32: ``recurrent.Encoder`` has no
-compute-dtype option, and a float32 carry is what mixed precision keeps anyway.
+``dtype`` is the compute dtype of the embeddings, cells, convolutions and head (parameters,
+recurrent carries and logits stay float32, as in ``jaxclf.models.recurrent``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxclf.models import recurrent
-from jaxclf.models.lenet import lookup
+from jaxclf.models.layers import lookup
 
 PAD_ID = 0  # jaxclf.data.text.PAD_ID (the models do not import the data package)
 
@@ -48,7 +47,7 @@ def _embed(module: nn.Module, tokens, dim: int):
 
 
 class TextRNN(nn.Module):
-    """Embed, encode with ``recurrent.Encoder``, pool over valid steps, classify.
+    """Embed, then ``recurrent.RNNClassifier`` (encode, pool over valid steps, classify).
 
     ``dropout_rate`` applies to the embeddings, between stacked layers and before the head.
     """
@@ -68,15 +67,13 @@ class TextRNN(nn.Module):
 
     @nn.compact
     def __call__(self, tokens, *, lengths=None, mask=None, train: bool = False):
-        pool = lookup(_POOLS, "pooling", self.pooling) or recurrent.AttentionPool(self.hidden, name="pool")
+        lookup(_POOLS, "pooling", self.pooling)
         lengths = text_lengths(tokens, lengths, mask)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(_embed(self, tokens, self.embed_dim))
-        h, summary, _ = recurrent.Encoder(
-            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, name="encoder",
-        )(x.astype(jnp.float32), lengths, train=train)
-        z = nn.Dropout(self.dropout_rate, deterministic=not train)(pool(h, summary, lengths))
-        return nn.Dense(self.num_classes, dtype=jnp.dtype(self.dtype), name="head")(z).astype(jnp.float32)
+        return recurrent.RNNClassifier(
+            self.num_classes, self.cell, self.hidden, self.num_layers, self.bidirectional, self.pooling,
+            self.dropout_rate, self.hoist, self.unroll, self.dtype, name="classifier",
+        )(x, lengths=lengths, train=train)
 
 
 class WideConv(nn.Module):

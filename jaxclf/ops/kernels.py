@@ -13,7 +13,7 @@ from typing import Union
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.models.lenet import lookup
+from jaxclf.models.layers import lookup
 from jaxclf.ops.conv import conv2d
 
 KERNELS: dict[str, np.ndarray] = {
