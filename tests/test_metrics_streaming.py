@@ -1,9 +1,5 @@
 """Streaming states and the training-loop collection: batching, merging, sharding, bounds."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,75 +217,50 @@ def test_collection_contract_and_curves():
                                rtol=1e-6)
 
 
-# Run in a fresh interpreter: the device count must be set before JAX starts.
-_SHARDED_SCRIPT = '''
-"""Run by test_metrics_streaming in a subprocess with 4 CPU devices: a jitted metrics update
-over a batch sharded on a ('data',) mesh must equal the one-device result exactly."""
-
-import sys
-
-import jax
-
-jax.config.update("jax_num_cpu_devices", 4)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
-
-import jaxclf.metrics as M  # noqa: E402
-
-assert jax.device_count() == 4, jax.devices()
-rng = np.random.default_rng(0)
-n, k = 64, 5
-names = ["accuracy", "f1_macro", "mcc", "top2_accuracy", "log_loss", "ece", "roc_auc_ovr",
-         "roc_auc_ovo", "average_precision", "roc_auc_lower"]
-batches = [dict(logits=jnp.asarray(np.round(rng.normal(size=(n, k)), 1), jnp.float32),
-                labels=jnp.asarray(rng.integers(0, k, n)),
-                loss=jnp.asarray(rng.random(n), jnp.float32),
-                mask=jnp.asarray(np.arange(n) < n - 3 * i, jnp.float32)) for i in range(3)]
-
-for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
-    mesh = jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
-    shard = NamedSharding(mesh, P("data"))
-    for mode in ("binned", "exact") if axis_type == jax.sharding.AxisType.Explicit else ("binned",):
-        coll = M.collection(names if mode == "binned" else ["roc_auc_ovr"], num_classes=k,
-                            auc_mode=mode, capacity=3 * n)
-        step = jax.jit(lambda s, b: coll.update(s, **b))
-        one = coll.empty()
-        for b in batches:
-            one = step(one, b)
-        many = coll.empty()
-        for b in batches:
-            many = step(many, jax.device_put(b, shard))
-        a, b = coll.compute(one), coll.compute(many)
-        for name in a:
-            np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-6,
-                                       err_msg=f"{axis_type} {mode} {name}")
-        for key in ("confusion", "hist_pos", "pair_hist", "calib_count"):
-            if key in one:
-                np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]))
-    # functions on sharded inputs
-    y = jax.device_put(batches[0]["labels"], shard)
-    s = jax.device_put(jax.nn.softmax(batches[0]["logits"]), shard)
-    w = jax.device_put(batches[0]["mask"], shard)
-    for fn in (lambda y, s, w: M.roc_auc(y == 1, s[:, 1]),
-               lambda y, s, w: M.average_precision(y, s, sample_weight=w),
-               lambda y, s, w: M.f1(y, jnp.argmax(s, 1), num_classes=k, average="macro",
-                                    sample_weight=w)):
-        want = fn(batches[0]["labels"], jax.nn.softmax(batches[0]["logits"]),
-                  batches[0]["mask"])
-        np.testing.assert_allclose(np.asarray(jax.jit(fn)(y, s, w)), np.asarray(want),
-                                   rtol=1e-6)
-print("SHARDED-OK")
-sys.exit(0)
-'''
-
-
 def test_sharded_over_4_devices_matches_one_device():
-    """Subprocess: 4 simulated CPU devices, batch sharded on a ('data',) mesh (Explicit and
+    """4 simulated CPU devices (conftest), batch sharded on a ('data',) mesh (Explicit and
     Auto axes): jitted collection updates and functions equal the one-device results."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], capture_output=True,
-                         text=True, timeout=600, cwd=repo,
-                         env={**os.environ, "PYTHONPATH": repo})
-    assert "SHARDED-OK" in out.stdout, out.stderr[-3000:]
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    n, k = 64, 5
+    names = ["accuracy", "f1_macro", "mcc", "top2_accuracy", "log_loss", "ece", "roc_auc_ovr",
+             "roc_auc_ovo", "average_precision", "roc_auc_lower"]
+    batches = [dict(logits=jnp.asarray(np.round(rng.normal(size=(n, k)), 1), jnp.float32),
+                    labels=jnp.asarray(rng.integers(0, k, n)),
+                    loss=jnp.asarray(rng.random(n), jnp.float32),
+                    mask=jnp.asarray(np.arange(n) < n - 3 * i, jnp.float32)) for i in range(3)]
+
+    for axis_type in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+        mesh = jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
+        shard = NamedSharding(mesh, P("data"))
+        for mode in ("binned", "exact") if axis_type == jax.sharding.AxisType.Explicit else ("binned",):
+            coll = M.collection(names if mode == "binned" else ["roc_auc_ovr"], num_classes=k,
+                                auc_mode=mode, capacity=3 * n)
+            step = jax.jit(lambda s, b: coll.update(s, **b))
+            one = coll.empty()
+            for b in batches:
+                one = step(one, b)
+            many = coll.empty()
+            for b in batches:
+                many = step(many, jax.device_put(b, shard))
+            a, b = coll.compute(one), coll.compute(many)
+            for name in a:
+                np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-6,
+                                           err_msg=f"{axis_type} {mode} {name}")
+            for key in ("confusion", "hist_pos", "pair_hist", "calib_count"):
+                if key in one:
+                    np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]))
+        # functions on sharded inputs
+        y = jax.device_put(batches[0]["labels"], shard)
+        s = jax.device_put(jax.nn.softmax(batches[0]["logits"]), shard)
+        w = jax.device_put(batches[0]["mask"], shard)
+        for fn in (lambda y, s, w: M.roc_auc(y == 1, s[:, 1]),
+                   lambda y, s, w: M.average_precision(y, s, sample_weight=w),
+                   lambda y, s, w: M.f1(y, jnp.argmax(s, 1), num_classes=k, average="macro",
+                                        sample_weight=w)):
+            want = fn(batches[0]["labels"], jax.nn.softmax(batches[0]["logits"]),
+                      batches[0]["mask"])
+            np.testing.assert_allclose(np.asarray(jax.jit(fn)(y, s, w)), np.asarray(want),
+                                       rtol=1e-6)

@@ -24,17 +24,17 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 def _value_and_grads(f, *args):
     """f(*args) and the gradient of a fixed random projection of it w.r.t. every arg.
 
-    One jitted program: op by op, every slice, pad and layer of a model compiles on its own
-    (a model took 10-30 s). ``value_and_grads`` is a new function on every call, so JAX's
-    trace cache cannot hand the plain layers' call the trace of the fast ones."""
+    Under one jit: op by op, every slice, pad and layer of a model compiles on its own (a
+    model took 10-30 s). ``value_and_grads`` is a new function on every call, so JAX's trace
+    cache cannot hand the plain layers' call the trace of the fast ones."""
+    spec = jax.eval_shape(f, *args)
+    probe = jax.random.normal(jax.random.key(1), spec.shape, spec.dtype)
 
     @jax.jit
-    def value_and_grads(*args):
-        out = f(*args)
-        probe = jax.random.normal(jax.random.key(1), out.shape, out.dtype)
-        return out, jax.grad(lambda *a: jnp.sum(f(*a) * probe), argnums=tuple(range(len(args))))(*args)
+    def value_and_grads(probe, *args):
+        return f(*args), jax.grad(lambda *a: jnp.sum(f(*a) * probe), argnums=tuple(range(len(args))))(*args)
 
-    return value_and_grads(*args)
+    return value_and_grads(probe, *args)
 
 
 def _assert_close(a, b, rtol=1e-5):
@@ -184,7 +184,8 @@ SMALL_CNNS = [
 def test_models_match_the_plain_layers(name, kwargs, shape, train, plain_layers):
     model = models.create(name, num_classes=10, **kwargs)
     x = jax.random.normal(jax.random.key(0), shape)
-    variables = model.init(jax.random.key(1), x)
+    # An RBG key: threefry's init compiles for 5-9 s here; the values only need to be typical.
+    variables = jax.jit(model.init)(jax.random.key(1, impl="rbg"), x)
     params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
     def forward(params, x):

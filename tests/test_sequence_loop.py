@@ -52,6 +52,7 @@ def test_sketch_rnn_trains_resumes_and_draws_through_the_loop(tfds_dir, tmp_path
         assert r["recon"] == pytest.approx(r["offsets"] + r["pen"], rel=1e-5)
         assert r["loss"] == pytest.approx(r["recon"] + r["kl_weight"] * max(r["kl"], c.loss.kl_tolerance), rel=1e-5)
     assert {"samples_t0.1.png", "reconstructions.png", "interpolations.png", "sample.svg"} <= set(os.listdir(whole / "report"))
+    c.eval.report = False  # the resumed run need not draw the figures again (5-10 s)
     assert train_and_evaluate(c, parts, devices=jax.devices()[:1], stop_at=2) == {}
     assert train_and_evaluate(c, parts, devices=jax.devices()[:1]) == expected
     jax.tree.map(np.testing.assert_array_equal, _params(whole), _params(parts))
@@ -76,6 +77,7 @@ def test_stroke_classifier_evaluates_with_the_sketch_lengths(tfds_dir, tmp_path)
     from applying it to the padded sequences without lengths (so lengths do reach the model)."""
     c = _config("sketch_classifier_shapes.py", tfds_dir)
     c.train.num_steps = 3
+    c.eval.report = False  # plots of the results, not what this test checks
     results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     ds = data.load(c.dataset)
     test = ds.splits["test"]

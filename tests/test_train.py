@@ -30,8 +30,10 @@ def read(workdir, name):
 
 
 def test_run_writes_every_workdir_file(smoke_config, tmp_path):
+    smoke_config.eval.report = True
     results = train_and_evaluate(smoke_config, tmp_path, devices=one_device())
-    assert set(os.listdir(tmp_path)) >= {"config.json", "metrics.jsonl", "results.json", "checkpoints", "tensorboard"}
+    assert set(os.listdir(tmp_path)) >= {"config.json", "metrics.jsonl", "results.json", "checkpoints", "tensorboard", "report"}
+    assert (tmp_path / "report" / "report.md").exists()
     assert json.loads(read(tmp_path, "results.json")) == results
     assert set(results["test"]) == {"accuracy", "loss"}
     assert json.loads(read(tmp_path, "config.json"))["model"]["name"] == "lenet5"

@@ -198,6 +198,7 @@ def test_not_hotdog_fine_tunes_a_frozen_backbone_end_to_end(tmp_path, capsys):
         c = config_lib.load(f"{REPO}/configs/not_hotdog.py", "smoke")
         c.dataset.data_dir = str(folder)
         c.train.progress = False
+        c.eval.report = False  # plots of the results: not what this test checks
         return c
 
     train_and_evaluate(config(), tmp_path / "pre", devices=jax.devices()[:1])
