@@ -32,7 +32,8 @@ test-interop: install-test
 	$(PY) -m pip install --quiet -e '.[interop]'
 	$(PY) -m pytest -q tests/interop
 
-# jaxclf vs PyTorch eager (CPU torch), full loop vs bare step, metrics vs sklearn (~15 min):
+# jaxclf vs PyTorch eager (CPU torch; models and conv layers), full loop vs bare step, metrics vs
+# sklearn (~6 min on 2 cores):
 # writes benchmarks/RESULTS.md and benchmarks/results.json. BENCH_ARGS=--quick for a smoke run.
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
