@@ -90,6 +90,10 @@ BACKWARD_CASES = [
     ((3, 12, 13, 16), (7, 7, 16, 8), (2, 2), ((3, 3), (3, 3))),
     ((3, 12, 12, 16), (2, 2, 16, 8), (3, 3), ((0, 2), (1, 0))),
     ((3, 20, 16), (5, 16, 8), (2,), ((2, 2),)),
+    # 32 examples, 2+ MiB of input and output gradient: on CPU the kernel gradient is summed
+    # over two chunks of 16.
+    ((32, 32, 32, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1))),
+    ((32, 33, 33, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (1, 1))),
 ]
 
 
@@ -98,6 +102,8 @@ def test_channels_last_conv_gradients_match_jax(x_shape, w_shape, strides, paddi
     x = jax.random.normal(jax.random.key(0), x_shape)
     w = jax.random.normal(jax.random.key(1), w_shape) / np.sqrt(np.prod(w_shape[:-1]))
     dims = layers._channels_last(len(x_shape))
+    g = jax.eval_shape(lambda: layers.channels_last_conv(x, w, strides, padding))
+    assert layers._kernel_gradient_chunks(x, g) == (2 if x_shape[0] == 32 else 1)
 
     def plain(x, w):
         return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dims)

@@ -115,15 +115,44 @@ def _channels_last_conv_bwd(strides, pads, precision, res, g):
                for size, k, s, o, (lo, _) in zip(sizes, window, strides, out, pads)]
     dx = lax.conv_general_dilated(g, w_t, ones, dx_pads, lhs_dilation=strides, dimension_numbers=dims,
                                   precision=precision)
-    # Kernel gradient: sum over examples and positions, as a convolution of the input with
-    # channels as its batch and examples as its features, by the output gradient (examples
-    # in, channels out) dilated by the strides; the padding keeps exactly the window.
-    x_t = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))  # (C, *spatial, N)
-    g_t = jnp.moveaxis(g, 0, -2)  # (*out, N, O)
     dw_pads = [(lo, k + s * (o - 1) - size - lo) for size, k, s, o, (lo, _) in zip(sizes, window, strides, out, pads)]
-    dw = lax.conv_general_dilated(x_t, g_t, ones, dw_pads, rhs_dilation=strides, dimension_numbers=dims,
-                                  precision=precision)  # (C, *window, O)
-    return dx.astype(x.dtype), jnp.moveaxis(dw, 0, -2).astype(w.dtype)
+
+    def kernel_gradient(x, g):
+        """Sum over examples and positions, as a convolution of the input with channels as
+        its batch and examples as its features, by the output gradient (examples in,
+        channels out) dilated by the strides; the padding keeps exactly the window."""
+        x_t = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))  # (C, *spatial, N)
+        g_t = jnp.moveaxis(g, 0, -2)  # (*out, N, O)
+        dw = lax.conv_general_dilated(x_t, g_t, ones, dw_pads, rhs_dilation=strides, dimension_numbers=dims,
+                                      precision=precision, preferred_element_type=jnp.float32)
+        return jnp.moveaxis(dw, 0, -2)  # (*window, C, O)
+
+    chunks = _kernel_gradient_chunks(x, g)
+    if chunks == 1:
+        dw = kernel_gradient(x, g)
+    else:  # a running float32 sum over chunks of examples (see KERNEL_GRADIENT_CHUNK)
+        split = lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:])  # noqa: E731
+        dw = lax.scan(lambda acc, xg: (acc + kernel_gradient(*xg), None),
+                      jnp.zeros(w.shape, jnp.float32), (split(x), split(g)))[0]
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+# XLA:CPU's kernel gradient reads the input and the output gradient once per kernel tap; on
+# 16 examples at a time both stay in cache, and the sum over chunks is 1.2-1.7x faster
+# (ResNet-20's and VGG's 3x3 layers at batch 128: ResNet-20's step 1.2x). Below 2 MiB of
+# input + output gradient they fit anyway and the loop only costs (LeNet-5: 4% slower). On
+# GPU/TPU the chunks would run one after another, so only the CPU backend splits.
+KERNEL_GRADIENT_CHUNK = 16
+KERNEL_GRADIENT_MIN_BYTES = 2 * 2**20
+
+
+def _kernel_gradient_chunks(x, g) -> int:
+    """How many chunks of ``KERNEL_GRADIENT_CHUNK`` examples the kernel gradient sums (1: none)."""
+    batch = x.shape[0]
+    small = x.size * x.dtype.itemsize + g.size * g.dtype.itemsize < KERNEL_GRADIENT_MIN_BYTES
+    if jax.default_backend() != "cpu" or small or batch % KERNEL_GRADIENT_CHUNK:
+        return 1
+    return batch // KERNEL_GRADIENT_CHUNK
 
 
 channels_last_conv.defvjp(_channels_last_conv_fwd, _channels_last_conv_bwd)
