@@ -139,9 +139,11 @@ def _channels_last_conv_bwd(strides, pads, precision, res, g):
 
 # XLA:CPU's kernel gradient reads the input and the output gradient once per kernel tap; on
 # 16 examples at a time both stay in cache, and the sum over chunks is 1.2-1.7x faster
-# (ResNet-20's and VGG's 3x3 layers at batch 128: ResNet-20's step 1.2x). Below 2 MiB of
+# (ResNet-20's and VGG's 3x3 layers at batch 128: ResNet-20's step 1.3x). Below 2 MiB of
 # input + output gradient they fit anyway and the loop only costs (LeNet-5: 4% slower). On
-# GPU/TPU the chunks would run one after another, so only the CPU backend splits.
+# GPU/TPU the chunks would run one after another, so only the CPU backend splits. (Measured
+# on one device; with the batch sharded over several CPU devices XLA may move data to
+# slice it, which has not been timed.)
 KERNEL_GRADIENT_CHUNK = 16
 KERNEL_GRADIENT_MIN_BYTES = 2 * 2**20
 
