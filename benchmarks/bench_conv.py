@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import statistics
-import time
 from typing import Callable
 
 import jax
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from benchmarks.bench_train import THREADS, comparison
+from benchmarks.bench_train import THREADS, Runner, comparison, measure, time_block
 
 BATCH = 128
 PARTS = ("forward", "input gradient", "kernel gradient")
@@ -102,25 +101,9 @@ def torch_parts(layer: Layer, batch: int = BATCH) -> dict[str, Callable[[], None
             "kernel gradient": backward([False, True, False])}
 
 
-def _block_ms(fn: Callable[[], None], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e3
-
-
-def time_pair(ours: Callable[[], None], theirs: Callable[[], None] | None, *, repeats: int, block_s: float):
-    """ms per call of each, over ``repeats`` alternating blocks of about ``block_s`` seconds."""
-    fns = {"ours": ours} | ({"theirs": theirs} if theirs else {})
-    steps = {}
-    for k, f in fns.items():
-        f()  # compile / warm up
-        steps[k] = max(1, int(block_s * 1e3 / max(_block_ms(f, 1), 1e-3)))
-    out = {k: [] for k in fns}
-    for i in range(repeats):
-        for k in (list(fns) if i % 2 == 0 else list(fns)[::-1]):
-            out[k].append(_block_ms(fns[k], steps[k]))
-    return out
+def _runner(call: Callable[[], None]) -> Runner:
+    """A bench_train Runner for one synchronous call (the JAX parts block until ready)."""
+    return Runner(call, lambda: None, 0)
 
 
 def layer_entries(layer: Layer, *, baseline: bool, repeats: int, block_s: float, batch: int = BATCH) -> list[dict]:
@@ -129,8 +112,8 @@ def layer_entries(layer: Layer, *, baseline: bool, repeats: int, block_s: float,
     ours, theirs = jax_parts(layer, batch), torch_parts(layer, batch) if baseline else {}
     entries = []
     for part in PARTS:
-        ms = time_pair(ours[part], theirs.get(part), repeats=repeats, block_s=block_s)
-        per_s = {k: [1e3 / v for v in vals] for k, vals in ms.items()}
+        runners = {"ours": _runner(ours[part])} | ({"theirs": _runner(theirs[part])} if theirs else {})
+        per_s = measure(runners, 1, repeats=repeats, block_s=block_s)  # calls/s, alternating blocks
         e = comparison(f"{layer.name}: {part}", per_s["ours"], per_s.get("theirs"), target=None, units="calls/s",
                        kind="conv_layer", layer=dataclasses.asdict(layer), part=part, batch=batch)
         entries.append(e)
@@ -157,7 +140,8 @@ def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = 
     ms = {}
     for name, f, n in (("plain", scanned(plain), length), ("ours", scanned(ours), length), ("top", top, 1)):
         jax.block_until_ready(f(w))
-        ms[name] = statistics.median(_block_ms(lambda: jax.block_until_ready(f(w)), 1) / n for _ in range(repeats))
+        call = _runner(lambda: jax.block_until_ready(f(w)))
+        ms[name] = statistics.median(time_block(call, 1) * 1e3 / n for _ in range(repeats))
     return {"name": f"{layer.name}: kernel gradient in a lax.scan body", "kind": "conv_scan", "units": "ms",
             "layer": dataclasses.asdict(layer), "batch": batch, "scan_length": length, "jax_grad_in_scan_ms": ms["plain"],
             "jaxclf_grad_in_scan_ms": ms["ours"], "jaxclf_grad_top_level_ms": ms["top"],
