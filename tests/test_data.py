@@ -1,5 +1,7 @@
 """The offline digits builder, the catalog path (mock data), and the index pipeline."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -62,6 +64,23 @@ def test_each_epoch_visits_every_example_once():
     for epoch in range(8):
         assert sorted(stream[epoch * n : (epoch + 1) * n].tolist()) == list(range(n))
     assert not np.array_equal(stream[:n], stream[n : 2 * n])  # reshuffled per epoch
+
+
+@pytest.mark.parametrize("n,b,ranges", [
+    (50, 8, [(s, s + 1) for s in range(60)]),  # one step per chunk: a new table once per epoch
+    (50, 8, [(0, 7), (7, 20), (20, 21), (21, 40)]),  # chunks of several steps, across epochs
+    (5, 8, [(0, 3), (3, 4), (4, 9)]),  # batches larger than the dataset: 2-3 epochs per step
+    (60, 4, [(1000, 1003), (1003, 1004)]),  # a resumed run's late steps
+])
+def test_table_indices_on_device_equal_train_indices(n, b, ranges):
+    tables = list(data.index_tables(7, ranges, b, n))
+    for (start, stop), table in zip(ranges, tables):
+        device = jax.tree.map(jnp.asarray, table)
+        got = jax.jit(lambda t, s: data.table_indices(t, s, b, n))
+        for step in range(start, stop):
+            np.testing.assert_array_equal(got(device, jnp.int32(step)), data.train_indices(7, step, b, n))
+    if len(ranges) == 60:  # reused while it covers the chunk: at most one per epoch (480 examples, 10 epochs)
+        assert len({id(t) for t in tables}) <= 10
 
 
 def test_eval_batches_cover_every_example_exactly_once():

@@ -139,9 +139,9 @@ def test_several_steps_per_call_match_single_steps(smoke_config, tmp_path):
 
 
 def test_training_chunks_are_dispatched_under_a_transfer_guard(smoke_config, tmp_path, monkeypatch):
-    """A hidden transfer between step dispatches (here the step's inputs handed to the jitted
-    call as a host array) stops the run instead of silently serialising host and device. (On
-    CPU only host-to-device transfers can be caught: device memory is host memory.)"""
+    """A hidden transfer between step dispatches (here the step's index table handed to the
+    jitted call as a host array) stops the run instead of silently serialising host and
+    device. (On CPU only host-to-device transfers can be caught: device memory is host memory.)"""
     from jaxclf.train import loop
 
     build = loop._build
@@ -149,7 +149,8 @@ def test_training_chunks_are_dispatched_under_a_transfer_guard(smoke_config, tmp
     def leaky_build(config, mesh):
         program = build(config, mesh)
         train = program.train
-        program.train = lambda state, acc, inputs: train(state, acc, np.asarray(inputs))
+        program.train = lambda state, acc, inputs, num_steps: train(
+            state, acc, jax.tree.map(np.asarray, inputs), num_steps=num_steps)
         return program
 
     monkeypatch.setattr(loop, "_build", leaky_build)

@@ -10,8 +10,11 @@ from jaxclf.data.input_pipeline import (
     check_exists,
     dataset_record,
     eval_batches,
+    index_tables,
     load,
+    table_indices,
     train_indices,
 )
 
-__all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "load", "train_indices"]
+__all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "index_tables", "load",
+           "table_indices", "train_indices"]

@@ -4,7 +4,8 @@ Why by index: the examples of step ``s`` are a pure function of ``(seed, s)`` (a
 permutation per epoch), so a resumed run sees exactly the batches an uninterrupted one
 would, and every process of a multi-host job computes the same global batch without
 talking to the others. The arrays live on the devices; the jitted step gathers its batch
-from them, so no image crosses from host to device after start-up.
+from them at indices it computes itself (``index_tables``/``table_indices``), so neither
+images nor per-step indices cross from host to device after start-up.
 
 Evaluation visits every example exactly once: the last batch is padded with copies of
 example 0 and a 0/1 mask marks the padding, which the metrics ignore.
@@ -322,6 +323,38 @@ def train_indices(seed: int, step: int, batch_size: int, n: int) -> np.ndarray:
         sel = epochs == epoch
         out[sel] = _epoch_permutation(seed, int(epoch), n)[within[sel]]
     return out
+
+
+def index_tables(seed: int, ranges: Sequence[tuple[int, int]], batch_size: int, n: int) -> Iterator[dict]:
+    """For each chunk ``(start, stop)`` of steps, a table from which ``table_indices`` gives
+    every one of its steps' ``train_indices`` on the device, so that a step needs nothing
+    from the host. The same table object is yielded again while it still covers the chunk
+    (with one step per chunk a new one is needed about once per epoch).
+
+    A table holds consecutive epochs' permutations, as many as the longest chunk can touch,
+    and the position of a reference step's first example relative to its first epoch (kept
+    small so that int32 arithmetic on the device cannot overflow).
+    """
+    longest = max(stop - start for start, stop in ranges)
+    span = (longest * batch_size + n - 2) // n + 1  # epochs that many consecutive examples can touch
+    table, first = None, 0
+    for start, stop in ranges:
+        lo, hi = start * batch_size // n, ((stop * batch_size) - 1) // n
+        if table is None or lo < first or hi >= first + span:
+            first = lo
+            table = {
+                "perms": np.stack([_epoch_permutation(seed, e, n) for e in range(lo, lo + span)]),
+                "step": np.int32(start),
+                "offset": np.int32(start * batch_size - lo * n),
+            }
+        yield table
+
+
+def table_indices(table: dict, step: jax.Array, batch_size: int, n: int) -> jax.Array:
+    """``train_indices(seed, step, batch_size, n)`` computed on the device from an
+    ``index_tables`` table covering ``step``."""
+    position = (step - table["step"]) * batch_size + table["offset"] + jnp.arange(batch_size, dtype=jnp.int32)
+    return table["perms"][position // n, position % n]
 
 
 def eval_batches(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -123,7 +123,7 @@ class _Program:
     metric_set: Any  # training metrics (the config's list)
     eval_set: Any  # evaluation metrics: the config's list and the report's
     init: Callable  # () -> (state, train_stats)
-    train: Callable  # (state, acc, inputs) -> (state, acc) after K steps; inputs from train_inputs
+    train: Callable  # (state, acc, inputs, num_steps) -> (state, acc); inputs from train_inputs
     train_inputs: Callable  # [(start, stop), ...] -> iterator of each chunk's global inputs
     evaluate: Callable  # (state) -> {split: metric state}
     reset: Callable  # acc -> acc
@@ -141,9 +141,11 @@ class _Program:
 
 
 def _build(config, mesh) -> _Program:
-    """In memory (default), a train step gathers its batch from device arrays by index; with
-    ``dataset.in_memory=False`` the host streams preprocessed batches (jaxclf.data.streaming).
-    Both feed one scan body; only the batch source (``fetch``) differs."""
+    """In memory (default), a train step gathers its batch from device arrays at indices it
+    computes from its step number and a device-resident table of epoch permutations, so a
+    step needs nothing from the host; with ``dataset.in_memory=False`` the host streams
+    preprocessed batches (jaxclf.data.streaming). Both feed one scan body; only the batch
+    source (``fetch``) differs. A chunk's inputs are (shared by its steps, one per step)."""
     in_memory = config.dataset.in_memory
     if in_memory:
         ds = data.load(config.dataset)
@@ -180,18 +182,22 @@ def _build(config, mesh) -> _Program:
         n_train = ds.splits[config.dataset.train_split].num_examples
         augmentations = tuple(config.dataset.augment)  # applied on the device, inside the step
 
-        def fetch(indices):  # one step's slice of the scanned inputs -> its batch
+        def fetch(table, _, step):
+            indices = data.table_indices(table, step, batch_size, n_train)
+            indices = jax.lax.with_sharding_constraint(indices, sharded)  # each device gathers its part
             return gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
 
         def train_inputs(ranges):
-            for start, stop in ranges:
-                idx = np.stack([data.train_indices(config.seed, s, batch_size, n_train) for s in range(start, stop)])
-                yield mesh_lib.global_array(idx, steps_sharded)
+            host = device = None
+            for table in data.index_tables(config.seed, ranges, batch_size, n_train):
+                if table is not host:  # sent once, used until the steps leave its epochs
+                    host, device = table, {k: mesh_lib.global_array(v, repl) for k, v in table.items()}
+                yield device, None
     else:
         n_train = ds.train.num_examples
         augmentations = ()  # applied on the host by the stream
 
-        def fetch(batch):
+        def fetch(_, batch, step):
             return {**batch, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
 
         def host_chunk(start, stop):
@@ -202,7 +208,7 @@ def _build(config, mesh) -> _Program:
             chunks = data.streaming.prefetch(functools.partial(host_chunk, *r) for r in ranges)
             try:
                 for host in chunks:
-                    yield {k: mesh_lib.global_array(v, steps_sharded) for k, v in host.items()}
+                    yield None, {k: mesh_lib.global_array(v, steps_sharded) for k, v in host.items()}
             finally:
                 chunks.close()
     example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
@@ -218,9 +224,9 @@ def _build(config, mesh) -> _Program:
             ) from e
         return state, empty_train_stats(metric_set, state.params, config.train.log_grad_norms)
 
-    def one_step(carry, step_inputs):
+    def one_step(shared, carry, step_inputs):
         state, acc = carry
-        batch = fetch(step_inputs)
+        batch = fetch(shared, step_inputs, state.step)
         if augmentations:
             batch = data.augment_batch(batch, jax.random.fold_in(aug_key, state.step), augmentations, config.dataset)
         batch = jax.lax.with_sharding_constraint(batch, sharded)
@@ -228,17 +234,19 @@ def _build(config, mesh) -> _Program:
         state, stats = train_step(state, batch)
         return (state, _accumulate(acc, stats, step, metric_set)), None
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def train(state, acc, inputs):
-        """K steps in one call over the leading axis of ``inputs`` (index blocks (K, batch) in
-        memory, stacked batches {'inputs': (K, batch, ...), 'labels'} streaming): a lax.scan
-        (``train.scan_unroll`` steps unrolled per iteration), or the step itself when K = 1,
-        with no loop around it. (Decided by K, not by each chunk's length: the two compile to
-        float32-rounding-different programs, and a resumed run must repeat an uninterrupted
-        one bitwise.)"""
+    @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames="num_steps")
+    def train(state, acc, inputs, num_steps: int):
+        """``num_steps`` steps in one call. ``inputs`` = (shared, per_step): in memory the index
+        table and None, streaming None and stacked batches {'inputs': (K, batch, ...), ...}.
+        A lax.scan (``train.scan_unroll`` steps unrolled per iteration), or the step itself
+        when K = 1, with no loop around it. (Decided by K, not by each chunk's length: the two
+        compile to float32-rounding-different programs, and a resumed run must repeat an
+        uninterrupted one bitwise.)"""
+        shared, per_step = inputs
+        body = functools.partial(one_step, shared)
         if config.train.steps_per_call == 1:
-            return one_step((state, acc), jax.tree.map(lambda a: a[0], inputs))[0]
-        return jax.lax.scan(one_step, (state, acc), inputs, unroll=config.train.scan_unroll)[0]
+            return body((state, acc), jax.tree.map(lambda a: a[0], per_step))[0]
+        return jax.lax.scan(body, (state, acc), per_step, length=num_steps, unroll=config.train.scan_unroll)[0]
 
     @functools.partial(jax.jit, out_shardings=repl)
     def eval_batch(state, acc, arrays, indices, mask):
@@ -382,7 +390,7 @@ def train_and_evaluate(
             done = start
             for _, stop_step in ranges:
                 with jax.transfer_guard("disallow"):  # no hidden host sync between dispatches
-                    state, acc = program.train(state, acc, next(inputs))
+                    state, acc = program.train(state, acc, next(inputs), num_steps=stop_step - done)
                 bar.update(stop_step - done)
                 done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:
