@@ -61,19 +61,25 @@ def _use_patches(lhs_shape, window) -> bool:
 
 
 def _patches(x, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]):
-    """(N, *spatial, kh*kw*...*C) patches of an (N, *spatial, C) input, taps major.
+    """(N, *out, prod(window) * C) patches of an (N, *spatial, C) input; the features are
+    ordered (last axis's tap, ..., first axis's tap, channel), see ``_patch_kernel``.
 
-    Built from strided slices (not ``conv_general_dilated_patches``, itself a
-    convolution): their gradient is a sum of padded slices, which XLA fuses.
+    Built from strided slices (not ``conv_general_dilated_patches``, itself a convolution),
+    one spatial axis at a time: each stage concatenates whole feature vectors of the one
+    before, which XLA copies faster than the single elements of a one-stage build (LeNet-5's
+    5x5 patches: 1.7 -> 1.35 ms). Their gradient is a sum of padded slices, which XLA fuses.
     """
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides)]
-    cols = []
-    for offsets in np.ndindex(*window):
-        start = (0, *offsets, 0)
-        stop = (x.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offsets, out, strides)), x.shape[-1])
-        cols.append(lax.slice(x, start, stop, (1, *strides, 1)))
-    return jnp.concatenate(cols, axis=-1)
+    for axis, (k, s) in enumerate(zip(window, strides), start=1):
+        out = (x.shape[axis] - k) // s + 1
+        x = jnp.concatenate([lax.slice_in_dim(x, t, t + (out - 1) * s + 1, s, axis) for t in range(k)], axis=-1)
+    return x
+
+
+def _patch_kernel(w):
+    """An (*window, C, O) kernel as the (prod(window) * C, O) matrix ``_patches`` multiplies."""
+    n = w.ndim - 2
+    return jnp.transpose(w, (*reversed(range(n)), n, n + 1)).reshape(-1, w.shape[-1])
 
 
 def _channels_last(ndim: int) -> lax.ConvDimensionNumbers:
@@ -177,7 +183,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if not _use_patches(lhs.shape, spatial):
         return channels_last_conv(lhs, rhs, tuple(window_strides), padding, kwargs.get("precision"))
     cols = _patches(lhs, spatial, window_strides, padding)
-    return lax.dot_general(cols, rhs.reshape(-1, rhs.shape[-1]), (((cols.ndim - 1,), (0,)), ((), ())),
+    return lax.dot_general(cols, _patch_kernel(rhs), (((cols.ndim - 1,), (0,)), ((), ())),
                            precision=kwargs.get("precision"))
 
 
