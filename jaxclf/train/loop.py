@@ -182,7 +182,7 @@ def _build(config, mesh) -> _Program:
         n_train = ds.splits[config.dataset.train_split].num_examples
         augmentations = tuple(config.dataset.augment)  # applied on the device, inside the step
 
-        def fetch(table, _, step):
+        def fetch(table, _batch, step):
             indices = data.table_indices(table, step, batch_size, n_train)
             indices = jax.lax.with_sharding_constraint(indices, sharded)  # each device gathers its part
             return gather(train_arrays, indices, jnp.ones(indices.shape, jnp.float32))
@@ -197,7 +197,7 @@ def _build(config, mesh) -> _Program:
         n_train = ds.train.num_examples
         augmentations = ()  # applied on the host by the stream
 
-        def fetch(_, batch, step):
+        def fetch(_table, batch, _step):
             return {**batch, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
 
         def host_chunk(start, stop):
