@@ -1,0 +1,43 @@
+"""glibc malloc settings under which XLA:CPU reuses its large per-execution buffers.
+
+XLA:CPU allocates each execution's temporaries anew (ResNet-20 at batch 128: 302 MiB in
+blocks of 72 MiB). glibc serves a block over 32 MiB, or over 64 MiB from a thread's own
+arena, with a fresh ``mmap`` and unmaps it on free, so every train step faulted in and
+zeroed all of it again: 77,000 page faults per ResNet-20 step, a fifth of its time. With
+one arena, no ``mmap`` and no trimming, freed blocks stay in the heap and the next step
+reuses them. The cost: the heap keeps its peak size, as a caching allocator does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+OPT_OUT = "JAXCLF_SYSTEM_MALLOC"  # set to 1 to leave malloc as it is
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # <malloc.h>
+SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # glibc, not musl  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory() -> bool:
+    """Applies the settings above on Linux with glibc unless ``JAXCLF_SYSTEM_MALLOC=1``;
+    returns whether they were applied. A thread that has already allocated keeps its own
+    arena, so this must run before JAX starts its threads: ``import jaxclf`` calls it."""
+    libc = _glibc()
+    if libc is None or os.environ.get(OPT_OUT, "0") not in ("", "0"):
+        return False
+    return all(libc.mallopt(param, value) == 1 for param, value in SETTINGS)
+
+
+APPLIED = keep_freed_memory()  # at ``import jaxclf``, before JAX has run anything
