@@ -42,3 +42,12 @@ def test_large_temporaries_reuse_freed_memory_unless_opted_out():
     assert tuned and not system
     assert system_faults > 30_000  # the probe measures what it should: 160 MB mapped per call
     assert tuned_faults < 1_000
+
+
+def test_importing_jaxclf_after_jax_ran_warns():
+    code = "import jax; jax.numpy.ones(1).block_until_ready(); import jaxclf"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert ("imported after JAX ran" in err) == (malloc._glibc() is not None)
+    err = subprocess.run([sys.executable, "-c", "import jaxclf, jax; jax.numpy.ones(1)"], capture_output=True,
+                         text=True, check=True).stderr
+    assert "imported after JAX ran" not in err
