@@ -8,7 +8,8 @@ instead of being baked into the program.
 
 A per-point seed changes everything the loop derives from it: the initialisation, the dropout
 and augmentation keys and the batch order (each point gathers its own batch of step s,
-``data.train_indices(seed, s, ...)``), so every point reproduces its one-by-one run (tested
+``data.train_indices(seed, s, ...)``, computed on the device from its own index table as the
+loop does), so every point reproduces its one-by-one run (tested
 to 1e-5). Each point is then written as a normal run directory: config.json, metrics.jsonl,
 results.json and a final checkpoint in the loop's layout, so ``jaxclf.main`` can re-evaluate
 or extend it. Not supported here (use the process-per-point sweep): transfer learning,
@@ -19,6 +20,7 @@ evaluation report, and the binary best-threshold metrics.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -127,6 +129,7 @@ def train(configs, *, device=None):
     hypers = {name: jnp.asarray([c.optim[k.split(".")[1]] for c in configs], jnp.float32) for k, name in _HYPER.items()}
     split = ds.splits[base.dataset.train_split]
     arrays = jax.device_put(split.arrays(), device)
+    n = split.num_examples
     example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
     augmentations = tuple(base.dataset.augment)
 
@@ -134,29 +137,33 @@ def train(configs, *, device=None):
         s = state_lib.init_state(model, tx, example, key[0])
         return s.replace(opt_state=s.opt_state._replace(hyperparams={**s.opt_state.hyperparams, **hyper}))
 
-    def step_one(state, key, indices):
+    def step_one(state, key, table):
+        indices = data.table_indices(table, state.step, t.batch_size, n)
         batch = loop.gather(arrays, indices, jnp.ones(indices.shape, jnp.float32))
         if augmentations:
             batch = data.augment_batch(batch, jax.random.fold_in(key[2], state.step), augmentations, base.dataset)
         state, stats = train_step(state, batch, key=key[1])
         return state, (stats["metrics"], ~(stats["loss_finite"] & stats["grads_finite"]))
 
-    @jax.jit
-    def run_chunk(state, acc, bad, indices):  # indices: (K, P, batch)
-        def body(carry, idx):
+    @functools.partial(jax.jit, static_argnames="num_steps")
+    def run_chunk(state, acc, bad, tables, num_steps: int):  # tables: each point's, stacked
+        def body(carry, _):
             state, acc, bad = carry
-            state, (m, b) = jax.vmap(step_one)(state, keys, idx)
+            state, (m, b) = jax.vmap(step_one)(state, keys, tables)
             return (state, jax.vmap(metric_set.merge)(acc, m), bad + b), None
 
-        return jax.lax.scan(body, (state, acc, bad), indices)[0]
+        return jax.lax.scan(body, (state, acc, bad), None, length=num_steps)[0]
 
     empty = jax.jit(jax.vmap(lambda _: metric_set.empty()))
     state = jax.jit(jax.vmap(init_one))(keys, hypers)
     acc, bad, logs = empty(jnp.arange(len(configs))), jnp.zeros(len(configs), jnp.int32), []
-    n = split.num_examples
-    for start, end in _chunks(t):
-        idx = np.stack([[data.train_indices(c.seed, s, t.batch_size, n) for c in configs] for s in range(start, end)])
-        state, acc, bad = run_chunk(state, acc, bad, jax.device_put(idx, device))
+    ranges = list(_chunks(t))
+    point_tables = zip(*(data.index_tables(c.seed, ranges, t.batch_size, n) for c in configs))
+    host = None
+    for (start, end), tables in zip(ranges, point_tables):
+        if host is None or any(a is not b for a, b in zip(tables, host)):  # sent when the epochs move on
+            host, stacked = tables, jax.device_put(jax.tree.map(lambda *a: np.stack(a), *tables), device)
+        state, acc, bad = run_chunk(state, acc, bad, stacked, num_steps=end - start)
         if end % t.log_every == 0 or end == t.num_steps:
             _raise_if_nonfinite(configs, bad, t.skip_nonfinite)
             logs.append((end, [_scalars(metric_set, acc, i) for i in range(len(configs))]))
