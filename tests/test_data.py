@@ -81,6 +81,7 @@ def test_table_indices_on_device_equal_train_indices(n, b, ranges):
             np.testing.assert_array_equal(got(device, jnp.int32(step)), data.train_indices(7, step, b, n))
     if len(ranges) == 60:  # reused while it covers the chunk: at most one per epoch (480 examples, 10 epochs)
         assert len({id(t) for t in tables}) <= 10
+    assert list(data.index_tables(7, [], b, n)) == []  # a finished run has no steps left
 
 
 def test_eval_batches_cover_every_example_exactly_once():

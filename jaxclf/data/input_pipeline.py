@@ -335,7 +335,7 @@ def index_tables(seed: int, ranges: Sequence[tuple[int, int]], batch_size: int, 
     and the position of a reference step's first example relative to its first epoch (kept
     small so that int32 arithmetic on the device cannot overflow).
     """
-    longest = max(stop - start for start, stop in ranges)
+    longest = max((stop - start for start, stop in ranges), default=1)
     span = (longest * batch_size + n - 2) // n + 1  # epochs that many consecutive examples can touch
     table, first = None, 0
     for start, stop in ranges:
