@@ -11,9 +11,10 @@ and augmentation keys and the batch order (each point gathers its own batch of s
 ``data.train_indices(seed, s, ...)``, computed on the device from its own index table as the
 loop does), so every point reproduces its one-by-one run (tested to 1e-5). Each point is then
 written as a normal run directory: config.json, metrics.jsonl, results.json and a final
-checkpoint in the loop's layout, so ``jaxclf.main`` can re-evaluate or extend it. Not supported here (use the process-per-point sweep): transfer learning,
-mid-run checkpoints (an interrupted vmapped sweep restarts its unfinished points), the
-evaluation report, and the binary best-threshold metrics.
+checkpoint in the loop's layout, so ``jaxclf.main`` can re-evaluate or extend it. Not
+supported here (use the process-per-point sweep): transfer learning, mid-run checkpoints (an
+interrupted vmapped sweep restarts its unfinished points), the evaluation report, and the
+binary best-threshold metrics.
 """
 
 from __future__ import annotations
