@@ -5,10 +5,12 @@
 For each 3x3 layer shape of ResNet-20 (and one VGG layer) at batch 128: the forward
 convolution, the input gradient and the kernel gradient, each timed alone (jit for JAX,
 ``aten.convolution_backward`` with one output for PyTorch), median ms over alternating
-blocks. jaxclf's layer is ``layers.conv_general_dilated`` (what every model's ``Conv`` calls);
-its gradients are ``layers.channels_last_conv``'s.
+blocks. jaxclf's layer is ``layers.conv_general_dilated`` (what every model's ``Conv`` calls),
+timed twice: as it runs on one CPU device, on oneDNN (``jaxclf.onednn``), and on XLA's
+convolutions (``JAXCLF_CONV=xla``, as on several devices: gradients from
+``layers.channels_last_conv``).
 
-Then the reason that backward pass is written by hand: the kernel gradient inside a
+Then the reason that XLA backward pass is written by hand: the kernel gradient inside a
 ``lax.scan`` body (how ``train.steps_per_call > 1`` runs steps), JAX's own gradient vs
 jaxclf's, against the same gradient at top level.
 """
@@ -16,6 +18,7 @@ jaxclf's, against the same gradient at top level.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -57,8 +60,22 @@ def _data(layer: Layer, batch: int):
     return x, jax.random.normal(jax.random.key(1), (3, 3, layer.cin, layer.cout)) / np.sqrt(9 * layer.cin)
 
 
-def jax_parts(layer: Layer, batch: int = BATCH) -> dict[str, Callable[[], None]]:
-    """Jitted forward / input-gradient / kernel-gradient calls of jaxclf's conv on fixed data."""
+@contextlib.contextmanager
+def conv_setting(value: str):
+    """``JAXCLF_CONV`` while tracing (it is read when a program is traced)."""
+    from jaxclf import onednn
+
+    old = os.environ.get(onednn.SETTING)
+    os.environ[onednn.SETTING] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(onednn.SETTING) if old is None else os.environ.update({onednn.SETTING: old})
+
+
+def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, Callable[[], None]]:
+    """Compiled forward / input-gradient / kernel-gradient calls of jaxclf's conv on fixed
+    data, traced under ``JAXCLF_CONV=setting``."""
     from jaxclf.models import layers
 
     strides = (layer.stride, layer.stride)
@@ -75,7 +92,9 @@ def jax_parts(layer: Layer, batch: int = BATCH) -> dict[str, Callable[[], None]]
         "kernel gradient": jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1]),
     }
     args = {"forward": (x, w), "input gradient": (x, w, g), "kernel gradient": (x, w, g)}
-    return {k: (lambda f=f, a=args[k]: jax.block_until_ready(f(*a))) for k, f in fns.items()}
+    with conv_setting(setting):
+        compiled = {k: f.lower(*args[k]).compile() for k, f in fns.items()}
+    return {k: (lambda f=f, a=args[k]: jax.block_until_ready(f(*a))) for k, f in compiled.items()}
 
 
 def torch_parts(layer: Layer, batch: int = BATCH) -> dict[str, Callable[[], None]]:
@@ -107,23 +126,27 @@ def _runner(call: Callable[[], None]) -> Runner:
 
 
 def layer_entries(layer: Layer, *, baseline: bool, repeats: int, block_s: float, batch: int = BATCH) -> list[dict]:
-    """One entry per part: calls/s of jaxclf and PyTorch and their ratio (no target: these
-    explain the train-step table, they are not goals of their own)."""
-    ours, theirs = jax_parts(layer, batch), torch_parts(layer, batch) if baseline else {}
+    """One entry per part: calls/s of jaxclf (as it runs, and on XLA) and PyTorch, and the
+    ratio of the first to PyTorch (no target: these explain the train-step table, they are
+    not goals of their own)."""
+    ours, xla = jax_parts(layer, batch), jax_parts(layer, batch, "xla")
+    theirs = torch_parts(layer, batch) if baseline else {}
     entries = []
     for part in PARTS:
-        runners = {"ours": _runner(ours[part])} | ({"theirs": _runner(theirs[part])} if theirs else {})
+        runners = {"ours": _runner(ours[part]), "xla": _runner(xla[part])}
+        runners |= {"theirs": _runner(theirs[part])} if theirs else {}
         per_s = measure(runners, 1, repeats=repeats, block_s=block_s)  # calls/s, alternating blocks
         e = comparison(f"{layer.name}: {part}", per_s["ours"], per_s.get("theirs"), target=None, units="calls/s",
-                       kind="conv_layer", layer=dataclasses.asdict(layer), part=part, batch=batch)
+                       kind="conv_layer", layer=dataclasses.asdict(layer), part=part, batch=batch,
+                       xla=statistics.median(per_s["xla"]))
         entries.append(e)
     return entries
 
 
 def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = BATCH) -> dict:
     """The kernel gradient computed ``length`` times in a ``lax.scan`` body: JAX's own
-    gradient (plain ``lax.conv_general_dilated``) vs jaxclf's, ms per gradient, with the
-    top-level time of jaxclf's for reference."""
+    gradient (plain ``lax.conv_general_dilated``) vs jaxclf's on XLA, ms per gradient, with
+    the top-level time of jaxclf's for reference."""
     from jaxclf.models import layers
 
     strides, dims = (layer.stride, layer.stride), ("NHWC", "HWIO", "NHWC")
@@ -139,6 +162,8 @@ def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = 
     top = jax.jit(lambda w: jax.grad(lambda w: jnp.sum(ours(x, w) ** 2))(w))
     ms = {}
     for name, f, n in (("plain", scanned(plain), length), ("ours", scanned(ours), length), ("top", top, 1)):
+        with conv_setting("xla"):
+            f = f.lower(w).compile()
         jax.block_until_ready(f(w))
         call = _runner(lambda: jax.block_until_ready(f(w)))
         ms[name] = statistics.median(time_block(call, 1) * 1e3 / n for _ in range(repeats))

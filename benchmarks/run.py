@@ -187,19 +187,23 @@ def _conv_section(layers: list[dict], scans: list[dict]) -> list[str]:
         return []
     lines = ["## Convolution layers: jaxclf vs PyTorch eager", "",
              "One 3x3 convolution at batch 128, each part timed alone: jaxclf's `layers.conv_general_dilated` "
-             "(jit; gradients from `layers.channels_last_conv`) vs `conv2d` / `aten.convolution_backward` "
-             "with one output; median ms per call. These explain the CNN train-step rows (no target of their own).", "",
-             "| layer | part | jaxclf ms | PyTorch ms | jaxclf/PyTorch (speed) |", "|---|---|---:|---:|---:|"]
+             "(jit) as it runs on one CPU device (oneDNN, `jaxclf.onednn`) and on XLA's convolutions "
+             "(`JAXCLF_CONV=xla`, as on several devices; gradients from `layers.channels_last_conv`) vs `conv2d` / "
+             "`aten.convolution_backward` with one output; median ms per call. These explain the CNN train-step rows "
+             "(no target of their own).", "",
+             "| layer | part | jaxclf (oneDNN) ms | jaxclf (XLA) ms | PyTorch ms | jaxclf (oneDNN)/PyTorch (speed) |",
+             "|---|---|---:|---:|---:|---:|"]
     for e in layers:
         ms = lambda per_s: "-" if not per_s else f"{1e3 / per_s:.2f}"  # noqa: E731
-        lines.append(f"| {e['name'].split(': ')[0]} | {e['part']} | {ms(e['ours'])} | {ms(e['theirs'])} | "
-                     f"{_num(e['ratio'], '{:.2f}')} |")
+        lines.append(f"| {e['name'].split(': ')[0]} | {e['part']} | {ms(e['ours'])} | {ms(e.get('xla'))} | "
+                     f"{ms(e['theirs'])} | {_num(e['ratio'], '{:.2f}')} |")
     for e in scans:
         lines += ["", f"Kernel gradient inside a `lax.scan` body ({e['name'].split(': ')[0]}, {e['scan_length']} "
                   f"iterations): JAX's own gradient {e['jax_grad_in_scan_ms']:,.1f} ms, jaxclf's "
                   f"{e['jaxclf_grad_in_scan_ms']:.1f} ms ({e['ratio']:.0f}x faster), the same at top level "
                   f"{e['jaxclf_grad_top_level_ms']:.1f} ms. XLA:CPU runs JAX's gradient convolutions in a loop body "
-                  "as naive loops (jax#12868); jaxclf writes them in the layout it runs fast everywhere."]
+                  "as naive loops (jax#12868); jaxclf's XLA path writes them in the layout it runs fast everywhere "
+                  "(oneDNN's kernels have no such problem)."]
     return lines + [""]
 
 

@@ -103,10 +103,11 @@ def test_conv_layer_entries_and_their_section():
     layer = bench_conv.Layer("tiny, 6x6, 4->8, stride 2", 6, 4, 8, 2)
     entries = bench_conv.layer_entries(layer, baseline=False, repeats=1, block_s=0.001, batch=2)
     assert [e["part"] for e in entries] == list(bench_conv.PARTS)
-    assert all(e["ours"] > 0 and e["theirs"] is None and e["met"] is None for e in entries)
+    assert all(e["ours"] > 0 and e["xla"] > 0 and e["theirs"] is None and e["met"] is None for e in entries)
     scan = bench_conv.scan_entry(layer, length=2, repeats=1, batch=2)
     assert scan["jax_grad_in_scan_ms"] > 0 and scan["jaxclf_grad_in_scan_ms"] > 0
     assert scan["ratio"] == pytest.approx(scan["jax_grad_in_scan_ms"] / scan["jaxclf_grad_in_scan_ms"])
     md = "\n".join(run._conv_section(entries, [scan]))
-    assert f"| tiny, 6x6, 4->8, stride 2 | kernel gradient | {1e3 / entries[2]['ours']:.2f} | - | - |" in md
+    ms = [f"{1e3 / entries[2][k]:.2f}" for k in ("ours", "xla")]
+    assert f"| tiny, 6x6, 4->8, stride 2 | kernel gradient | {ms[0]} | {ms[1]} | - | - |" in md
     assert "inside a `lax.scan` body (tiny, 6x6, 4->8, stride 2, 2 iterations)" in md

@@ -42,7 +42,9 @@ def command(workdir, tfds_dir, *extra):
 
 
 def env(local_devices=1):
-    e = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(local_devices)}
+    """XLA's convolutions in every run: on several devices jaxclf does not use oneDNN's
+    (jaxclf.onednn), and the one-device reference must compute the same sums to compare."""
+    e = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(local_devices), "JAXCLF_CONV": "xla"}
     e.pop("XLA_FLAGS", None)
     return e
 

@@ -1,8 +1,8 @@
 """The CPU fast paths compute what the straightforward layers compute, and bfloat16 compute.
 
-``layers.conv_general_dilated`` (a matmul over patches for few-channel or smaller-than-
-kernel inputs, else ``channels_last_conv`` with its own backward pass) is checked against
-``lax.conv_general_dilated``, ``layers.tiled_max_pool`` against ``nn.max_pool`` (values and
+``layers.conv_general_dilated`` (oneDNN's convolutions on one CPU device; else a matmul over
+patches for few-channel or smaller-than-kernel inputs, else ``channels_last_conv`` with its
+own backward pass) is checked against ``lax.conv_general_dilated``, ``layers.tiled_max_pool`` against ``nn.max_pool`` (values and
 gradients, ties included), and whole models against themselves with the fast paths
 switched off. With ``dtype='bfloat16'`` every model keeps
 float32 parameters and float32 logits close to the float32 model's.
@@ -163,13 +163,15 @@ def test_tiled_max_pool_matches_reduce_window(shape, window, pads):
 
 @pytest.fixture
 def plain_layers(monkeypatch):
-    """Switches the fast paths off: JAX's own convolutions and ``nn.max_pool`` everywhere."""
+    """Switches the fast paths off: JAX's own convolutions (not oneDNN's) and ``nn.max_pool``
+    everywhere."""
 
     def plain_conv(x, w, strides, pads, precision=None):
         return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=layers._channels_last(x.ndim),
                                         precision=precision)
 
     def switch_off():
+        monkeypatch.setenv("JAXCLF_CONV", "xla")
         monkeypatch.setattr(layers, "_use_patches", lambda *a: False)
         monkeypatch.setattr(layers, "channels_last_conv", plain_conv)
         monkeypatch.setattr(layers, "tiled_max_pool", lambda x, w, p: nn.max_pool(x, w, w, p))
@@ -257,3 +259,122 @@ def test_bfloat16_sequence_generators(name):
     assert model.apply(variables, cond, targets=targets).dtype == jnp.float32
     tokens, lengths = model.sample(variables, jax.random.key(2), cond, max_len=5)
     assert tokens.shape == (3, 5) and lengths.shape == (3,)
+
+
+# ----------------------------------------------------------------------------- oneDNN convolutions
+
+# (input shape, kernel shape, strides, padding): the convolutions of the registered CNNs.
+ONEDNN_CASES = [
+    ((3, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2))),  # LeNet-5 conv1
+    ((3, 14, 14, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0))),  # LeNet-5 conv2
+    ((3, 8, 8, 16), (3, 3, 16, 32), (2, 2), ((1, 1), (1, 1))),  # ResNet stage entry
+    ((3, 8, 8, 16), (1, 1, 16, 32), (2, 2), ((0, 0), (0, 0))),  # projection shortcut
+    ((2, 15, 17, 3), (7, 7, 3, 8), (2, 2), ((3, 3), (3, 3))),  # ImageNet stem, odd sizes
+    ((2, 35, 35, 3), (11, 11, 3, 8), (4, 4), ((2, 2), (2, 2))),  # AlexNet conv1
+    ((2, 9, 10, 4), (3, 2, 4, 5), (2, 1), ((2, 1), (0, 2))),  # uneven everything
+]
+
+
+@pytest.fixture
+def onednn_on(monkeypatch):
+    """oneDNN convolutions as on a one-device CPU host (this session simulates 4 devices)."""
+    from jaxclf import onednn
+
+    assert onednn.load_error() is None, onednn.load_error()  # a dependency on this platform
+    monkeypatch.setattr(onednn, "_single_device", lambda: True)
+    monkeypatch.setenv(onednn.SETTING, "auto")
+    return onednn
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", ONEDNN_CASES)
+def test_onednn_conv_matches_lax(x_shape, w_shape, strides, padding, onednn_on):
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    w = jax.random.normal(jax.random.key(1), w_shape)
+    ours = _value_and_grads(lambda x, w: onednn_on.conv(x, w, strides, padding), x, w)
+    plain = _value_and_grads(lambda x, w: lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC),
+                             x, w)
+    _assert_close(ours, plain)
+
+
+def test_onednn_conv_under_vmap_and_scan(onednn_on):
+    """The sweep vmaps a train step over its points (each with its own kernels) and the
+    loop scans it; both run the custom call per point / per step."""
+    pads = ((1, 1), (1, 1))
+    xs = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
+    ws = jax.random.normal(jax.random.key(1), (3, 3, 3, 4, 4))
+    conv = lambda x, w: onednn_on.conv(x, w, (1, 1), pads)  # noqa: E731
+    loss = lambda x, w: jnp.sum(jnp.tanh(conv(x, w)))  # noqa: E731
+    batched = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1))))(xs, ws)
+    one_by_one = [jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w) for x, w in zip(xs, ws)]
+    _assert_close(batched, jax.tree.map(lambda *a: jnp.stack(a), *one_by_one))
+    scanned = jax.jit(lambda ws: lax.scan(lambda x, w: (jnp.tanh(conv(x, w)), None), xs[0], ws)[0])(ws)
+    unrolled = xs[0]
+    for w in ws:
+        unrolled = jnp.tanh(lax.conv_general_dilated(unrolled, w, (1, 1), pads, dimension_numbers=NHWC))
+    _assert_close([scanned], [unrolled])
+
+
+def _custom_calls(f, *args) -> str:
+    """The custom calls of ``f``'s program, traced anew (the setting is read when tracing)."""
+    text = jax.jit(lambda *a: f(*a)).lower(*args).as_text()
+    return " ".join(line for line in text.splitlines() if "custom_call" in line)
+
+
+def test_conv_layer_takes_onednn_on_one_cpu_device_only(onednn_on, monkeypatch):
+    conv = layers.Conv(8, (3, 3), padding=((1, 1), (1, 1)))
+    x = jnp.ones((2, 8, 8, 4))
+    params = conv.init(jax.random.key(0), x)
+    grad = lambda p, x: jax.value_and_grad(lambda p: jnp.sum(conv.apply(p, x)))(p)  # noqa: E731
+    calls = _custom_calls(grad, params, x)
+    assert "jaxclf_onednn_forward" in calls and "jaxclf_onednn_kernel_gradient" in calls
+    half = layers.Conv(8, (3, 3), padding=((1, 1), (1, 1)), dtype=jnp.bfloat16)  # float32 only
+    assert "jaxclf_onednn" not in _custom_calls(lambda p, x: half.apply(p, x), params, x)
+    monkeypatch.setenv(onednn_on.SETTING, "xla")
+    assert "jaxclf_onednn" not in _custom_calls(grad, params, x)
+    monkeypatch.setenv(onednn_on.SETTING, "auto")
+    monkeypatch.setattr(onednn_on, "_single_device", lambda: False)  # e.g. this session's 4 devices
+    assert "jaxclf_onednn" not in _custom_calls(grad, params, x)
+
+
+def test_conv_setting_errors_name_the_problem(onednn_on, monkeypatch, caplog):
+    x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+    conv = lambda x, w: layers.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)  # noqa: E731
+    monkeypatch.setenv(onednn_on.SETTING, "mkl")
+    with pytest.raises(ValueError, match="JAXCLF_CONV='mkl'.*valid: auto, onednn, xla"):
+        conv(x, w)
+    monkeypatch.setattr(onednn_on, "load_error", lambda: "libgomp.so.1: cannot open shared object file")
+    monkeypatch.setenv(onednn_on.SETTING, "onednn")
+    with pytest.raises(RuntimeError, match="JAXCLF_CONV=onednn but oneDNN cannot be loaded: libgomp"):
+        conv(x, w)
+    monkeypatch.setenv(onednn_on.SETTING, "auto")  # falls back to XLA, and says why
+    with caplog.at_level("WARNING"):
+        np.testing.assert_allclose(conv(x, w), lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC))
+    assert "convolutions run on XLA, not oneDNN: libgomp" in caplog.text
+
+
+def test_onednn_failure_inside_a_program_raises(onednn_on, monkeypatch):
+    """An error in the handler reaches the caller as an exception, not a crash or garbage."""
+    def broken(*args):
+        raise RuntimeError("oneDNN: execution failed: runtime error")
+
+    monkeypatch.setattr(onednn_on, "run", broken)
+    x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 3))
+    with pytest.raises(Exception, match="jaxclf oneDNN convolution: RuntimeError.*runtime error"):
+        jax.block_until_ready(jax.jit(lambda x, w: onednn_on.conv(x, w, (1, 1), ((1, 1), (1, 1))))(x, w))
+
+
+@pytest.mark.parametrize("name,kwargs,shape", SMALL_CNNS, ids=[c[0] for c in SMALL_CNNS])
+def test_models_on_onednn_match_the_plain_layers(name, kwargs, shape, onednn_on, plain_layers, monkeypatch):
+    model = models.create(name, num_classes=10, **kwargs)
+    x = jax.random.normal(jax.random.key(0), shape)
+    variables = jax.jit(model.init)(jax.random.key(1, impl="rbg"), x)
+    params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+    def forward(params, x):
+        out, _ = model.apply({"params": params, **state}, x, train=True, mutable=list(state))
+        return out
+
+    assert "jaxclf_onednn" in _custom_calls(forward, params, x)
+    fast = _value_and_grads(forward, params, x)
+    plain_layers()
+    _assert_close(fast, _value_and_grads(forward, params, x), rtol=1e-3)

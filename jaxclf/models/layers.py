@@ -5,9 +5,9 @@ for a stride-2 layer on an even input 'SAME' pads only bottom/right, which shift
 every feature map by half a pixel against the published models.
 
 Two layers have CPU fast paths that compute the same function (checked in
-tests/test_perf_numerics.py): ``Conv`` (a matmul over patches where XLA:CPU's
-convolution is slow, and a backward pass written in the one convolution layout XLA:CPU
-runs fast everywhere) and ``tiled_max_pool`` (non-overlapping max pooling without
+tests/test_perf_numerics.py): ``Conv`` (oneDNN's convolutions on CPU; where XLA computes
+them, a matmul over patches where XLA:CPU's convolution is slow, and a backward pass written
+in the one convolution layout XLA:CPU runs fast everywhere) and ``tiled_max_pool`` (non-overlapping max pooling without
 ``reduce_window``'s scatter-based gradient).
 """
 
@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxclf import onednn
 
 # PyTorch's BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5.
 BN_MOMENTUM = 0.9
@@ -44,20 +46,25 @@ def compute_dtype(dtype) -> jnp.dtype:
 
 # ----------------------------------------------------------------------------- convolution
 
-# A convolution runs as one matrix product over image patches when its input has at most
-# this many channels (grey or RGB images: the first layer), or is smaller than the kernel
-# (a 3x3 conv on a 2x2 or 1x1 map: VGG and ResNet-18 on 32x32 images). XLA:CPU's
-# convolutions vectorise over input channels and run far below the matmul rate with 1-3
-# of them; and when the input is smaller than the kernel, XLA swaps the operands' roles
-# and the 512-channel convs at 2x2 took 1.4 s each (most of VGG-11's step). With 6
-# channels (LeNet's second layer) the patches' gradient, 25 padded slices summed, cost
-# more than it saved.
+# Where oneDNN does not run a convolution (see ``jaxclf.onednn``: GPU/TPU, bfloat16, several
+# devices, or JAXCLF_CONV=xla), it runs as one matrix product over image patches when its
+# input has at most this many channels (grey or RGB images: the first layer). XLA:CPU's
+# convolutions vectorise over input channels and run far below the matmul rate with 1-3 of
+# them. With 6 channels (LeNet's second layer) the patches' gradient, 25 padded slices
+# summed, cost more than it saved.
 PATCH_CONV_MAX_CHANNELS = 3
 
 
+def _smaller_than_kernel(lhs_shape, window) -> bool:
+    """A 3x3 conv on a 2x2 or 1x1 map (VGG and ResNet-18 on 32x32 images): XLA swaps the
+    operands' roles and the 512-channel convs at 2x2 took 1.4 s each (most of VGG-11's step),
+    and oneDNN is 1.3x slower than patches there too; so these always take the patches."""
+    return any(n < k for n, k in zip(lhs_shape[1:-1], window))
+
+
 def _use_patches(lhs_shape, window) -> bool:
-    """Whether a channels-last convolution is faster as a matmul over patches (see above)."""
-    return lhs_shape[-1] <= PATCH_CONV_MAX_CHANNELS or any(n < k for n, k in zip(lhs_shape[1:-1], window))
+    """Whether a channels-last convolution that XLA computes is faster as a matmul over patches."""
+    return lhs_shape[-1] <= PATCH_CONV_MAX_CHANNELS or _smaller_than_kernel(lhs_shape, window)
 
 
 def _patches(x, window: Sequence[int], strides: Sequence[int], pads: Sequence[tuple[int, int]]):
@@ -168,9 +175,10 @@ channels_last_conv.defvjp(_channels_last_conv_fwd, _channels_last_conv_bwd)
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, **kwargs):
-    """``lax.conv_general_dilated`` for ``nn.Conv`` (channels last): a matmul over patches
-    where that is faster (``_use_patches``), else ``channels_last_conv``; dilated or grouped
-    convolutions go to ``lax`` as they are."""
+    """``lax.conv_general_dilated`` for ``nn.Conv`` (channels last): oneDNN's convolution on
+    CPU (``jaxclf.onednn``), else a matmul over patches where that is faster
+    (``_use_patches``), else ``channels_last_conv``; dilated or grouped convolutions go to
+    ``lax`` as they are."""
     spatial = rhs.shape[:-2]
     dilated = any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     other_layout = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _channels_last(lhs.ndim)
@@ -180,6 +188,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:-1], spatial, window_strides, padding)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if not _smaller_than_kernel(lhs.shape, spatial) and onednn.use_for(lhs, rhs):
+        return onednn.conv(lhs, rhs, tuple(window_strides), padding)
     if not _use_patches(lhs.shape, spatial):
         return channels_last_conv(lhs, rhs, tuple(window_strides), padding, kwargs.get("precision"))
     cols = _patches(lhs, spatial, window_strides, padding)
