@@ -437,26 +437,61 @@ def _call(part: str, spec: Spec, out_shape, first, second):
     return out
 
 
-# ----------------------------------------------------------------------------- the differentiable op
+# ----------------------------------------------------------------------------- the differentiable ops
+# The three parts are linear in each argument and each one's gradients are the other two, so
+# gradients of gradients (reverse over reverse) stay on oneDNN too.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv(x, w, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
-    """NHWC x HWIO -> NHWC convolution (float32, no dilation, one group) by oneDNN, with
-    oneDNN's input and kernel gradients; ``use_for`` says when it applies."""
-    spec = Spec(tuple(x.shape), tuple(w.shape), tuple(strides), tuple(pads))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _forward(x, w, spec: Spec):
     return _call("forward", spec, spec.y_shape, x, w)
 
 
-def _conv_fwd(x, w, strides, pads):
-    return conv(x, w, strides, pads), (x, w)
+def _forward_fwd(x, w, spec):
+    return _forward(x, w, spec), (x, w)
 
 
-def _conv_bwd(strides, pads, res, g):
+def _forward_bwd(spec, res, g):
     x, w = res
-    spec = Spec(tuple(x.shape), tuple(w.shape), tuple(strides), tuple(pads))
-    return (_call("input_gradient", spec, spec.x_shape, g, w),
-            _call("kernel_gradient", spec, spec.w_shape, x, g))
+    return _input_gradient(g, w, spec), _kernel_gradient(x, g, spec)
 
 
-conv.defvjp(_conv_fwd, _conv_bwd)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _input_gradient(g, w, spec: Spec):
+    return _call("input_gradient", spec, spec.x_shape, g, w)
+
+
+def _input_gradient_fwd(g, w, spec):
+    return _input_gradient(g, w, spec), (g, w)
+
+
+def _input_gradient_bwd(spec, res, c):
+    g, w = res
+    return _forward(c, w, spec), _kernel_gradient(c, g, spec)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _kernel_gradient(x, g, spec: Spec):
+    return _call("kernel_gradient", spec, spec.w_shape, x, g)
+
+
+def _kernel_gradient_fwd(x, g, spec):
+    return _kernel_gradient(x, g, spec), (x, g)
+
+
+def _kernel_gradient_bwd(spec, res, c):
+    x, g = res
+    return _input_gradient(g, c, spec), _forward(x, c, spec)
+
+
+_forward.defvjp(_forward_fwd, _forward_bwd)
+_input_gradient.defvjp(_input_gradient_fwd, _input_gradient_bwd)
+_kernel_gradient.defvjp(_kernel_gradient_fwd, _kernel_gradient_bwd)
+
+
+def conv(x, w, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
+    """NHWC x HWIO -> NHWC convolution (float32, no dilation, one group) by oneDNN, with
+    oneDNN's input and kernel gradients; ``use_for`` says when it applies."""
+    spec = Spec(tuple(x.shape), tuple(w.shape), tuple(map(int, strides)),
+                tuple((int(lo), int(hi)) for lo, hi in pads))
+    return _forward(x, w, spec)

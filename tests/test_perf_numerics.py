@@ -314,6 +314,22 @@ def test_onednn_conv_under_vmap_and_scan(onednn_on):
     _assert_close([scanned], [unrolled])
 
 
+def test_onednn_gradients_of_gradients_match_lax(onednn_on):
+    """Reverse over reverse (e.g. a gradient penalty): each part's gradients are the others."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+
+    def penalty(conv):
+        def grad_norm(x, w):
+            gx, gw = jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), argnums=(0, 1))(x, w)
+            return jnp.sum(gx ** 2) + jnp.sum(gw ** 2)
+        return jax.jit(jax.value_and_grad(grad_norm, argnums=(0, 1)))(x, w)
+
+    ours = penalty(lambda x, w: onednn_on.conv(x, w, (2, 2), ((1, 1), (1, 1))))
+    plain = penalty(lambda x, w: lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=NHWC))
+    _assert_close(ours, plain)
+
+
 def _custom_calls(f, *args) -> str:
     """The custom calls of ``f``'s program, traced anew (the setting is read when tracing)."""
     text = jax.jit(lambda *a: f(*a)).lower(*args).as_text()
