@@ -20,7 +20,9 @@ steps as well (Sketch-RNN 773 -> 968 ex/s, LSTM 5,692 -> 7,205): the baseline is
 with glibc's defaults, which would favour jaxclf. Threads: ``torch.set_num_threads(2)`` with
 ``OMP_WAIT_POLICY=PASSIVE`` unless set (see ``torch_runner``); XLA's
 CPU client runs each program on its own intra-op thread pool sized to the machine's cores
-(2 here), with one host thread dispatching asynchronously.
+(2 here), with one host thread dispatching asynchronously; jaxclf's convolutions inside it
+run on oneDNN (``jaxclf.onednn``: OpenMP, one thread per core, passive wait), the library
+PyTorch's convolutions use too.
 
 Also measured: JAX compile time (``jit(step).lower(...)`` and ``.compile()``, timed
 separately; ResNet-50 at 224x224 is compiled but not run), the compiled executable's

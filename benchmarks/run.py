@@ -178,7 +178,8 @@ def _threads(train: list[dict]) -> str:
     if "threads" not in info:
         return ""
     return (f"PyTorch: {info['threads']} intra-op threads, OMP_WAIT_POLICY={info.get('OMP_WAIT_POLICY')}; "
-            "XLA: its CPU thread pool (one thread per core).")
+            "XLA: its CPU thread pool (one thread per core); jaxclf's convolutions: oneDNN's OpenMP threads "
+            "(one per core, passive wait; `jaxclf.onednn`).")
 
 
 def _conv_section(layers: list[dict], scans: list[dict]) -> list[str]:

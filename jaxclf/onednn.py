@@ -25,7 +25,7 @@ import importlib.metadata
 import logging
 import os
 import threading
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,13 +120,15 @@ def _single_device() -> bool:
     return jax.device_count() == 1
 
 
-def use_for(x, w) -> bool:
+def use_for(x, w, pads) -> bool:
     """Whether ``conv`` should compute this channels-last convolution (see the module doc)."""
     choice = setting()
     if choice == "xla":
         return False
     if not (x.ndim == 4 and x.dtype == jnp.float32 and w.dtype == jnp.float32):
         return False
+    if any(p < 0 for pair in pads for p in pair):
+        return False  # cropping: oneDNN takes padding only
     if jax.default_backend() != "cpu" or not _single_device():
         return False  # GPU/TPU have their own libraries; sharded batches are XLA's to split
     reason = load_error()
@@ -271,13 +273,13 @@ def primitive(part: str, spec: Spec) -> Primitive:
         return _make_primitive(fwd, (_ARG_SRC, _ARG_WEIGHTS, _ARG_DST), (x, w, y), _QUERY_WEIGHTS_MD)
     if part == "input_gradient":  # (output gradient, kernel) -> input gradient
         _check(lib.dnnl_convolution_backward_data_primitive_desc_create(
-            C.byref(pd), _engine(), _CONVOLUTION_DIRECT, _nhwc_md(spec.x_shape), _any_md(spec.w_shape),
-            _nhwc_md(spec.y_shape), *_geometry(spec), fwd, None), f"input gradient {spec.name}")
+            C.byref(pd), _engine(), _CONVOLUTION_DIRECT, x, _any_md(spec.w_shape), y, *_geometry(spec), fwd, None),
+            f"input gradient {spec.name}")
         return _make_primitive(pd, (_ARG_DIFF_DST, _ARG_WEIGHTS, _ARG_DIFF_SRC), (y, w, x), _QUERY_WEIGHTS_MD)
     if part == "kernel_gradient":  # (input, output gradient) -> kernel gradient
         _check(lib.dnnl_convolution_backward_weights_primitive_desc_create(
-            C.byref(pd), _engine(), _CONVOLUTION_DIRECT, _nhwc_md(spec.x_shape), _any_md(spec.w_shape), None,
-            _nhwc_md(spec.y_shape), *_geometry(spec), fwd, None), f"kernel gradient {spec.name}")
+            C.byref(pd), _engine(), _CONVOLUTION_DIRECT, x, _any_md(spec.w_shape), None, y, *_geometry(spec), fwd,
+            None), f"kernel gradient {spec.name}")
         return _make_primitive(pd, (_ARG_SRC, _ARG_DIFF_DST, _ARG_DIFF_WEIGHTS), (x, y, w), _QUERY_DIFF_WEIGHTS_MD)
     raise ValueError(f"unknown convolution part {part!r}; valid: {', '.join(PARTS)}")
 
@@ -442,51 +444,23 @@ def _call(part: str, spec: Spec, out_shape, first, second):
 # gradients of gradients (reverse over reverse) stay on oneDNN too.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _forward(x, w, spec: Spec):
-    return _call("forward", spec, spec.y_shape, x, w)
+def _part(part: str, out_shape: Callable[[Spec], tuple], gradients: Callable) -> Callable:
+    """One part as a differentiable op ``(a, b, spec)``; ``gradients(spec, a, b, cotangent)``."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def op(a, b, spec: Spec):
+        return _call(part, spec, out_shape(spec), a, b)
+
+    op.defvjp(lambda a, b, spec: (op(a, b, spec), (a, b)), lambda spec, res, c: gradients(spec, *res, c))
+    return op
 
 
-def _forward_fwd(x, w, spec):
-    return _forward(x, w, spec), (x, w)
-
-
-def _forward_bwd(spec, res, g):
-    x, w = res
-    return _input_gradient(g, w, spec), _kernel_gradient(x, g, spec)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _input_gradient(g, w, spec: Spec):
-    return _call("input_gradient", spec, spec.x_shape, g, w)
-
-
-def _input_gradient_fwd(g, w, spec):
-    return _input_gradient(g, w, spec), (g, w)
-
-
-def _input_gradient_bwd(spec, res, c):
-    g, w = res
-    return _forward(c, w, spec), _kernel_gradient(c, g, spec)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _kernel_gradient(x, g, spec: Spec):
-    return _call("kernel_gradient", spec, spec.w_shape, x, g)
-
-
-def _kernel_gradient_fwd(x, g, spec):
-    return _kernel_gradient(x, g, spec), (x, g)
-
-
-def _kernel_gradient_bwd(spec, res, c):
-    x, g = res
-    return _input_gradient(g, c, spec), _forward(x, c, spec)
-
-
-_forward.defvjp(_forward_fwd, _forward_bwd)
-_input_gradient.defvjp(_input_gradient_fwd, _input_gradient_bwd)
-_kernel_gradient.defvjp(_kernel_gradient_fwd, _kernel_gradient_bwd)
+_forward = _part("forward", lambda s: s.y_shape,  # (x, w) -> y
+                 lambda spec, x, w, g: (_input_gradient(g, w, spec), _kernel_gradient(x, g, spec)))
+_input_gradient = _part("input_gradient", lambda s: s.x_shape,  # (g, w) -> dx
+                        lambda spec, g, w, c: (_forward(c, w, spec), _kernel_gradient(c, g, spec)))
+_kernel_gradient = _part("kernel_gradient", lambda s: s.w_shape,  # (x, g) -> dw
+                         lambda spec, x, g, c: (_input_gradient(g, c, spec), _forward(x, c, spec)))
 
 
 def conv(x, w, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):

@@ -188,7 +188,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:-1], spatial, window_strides, padding)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if not _smaller_than_kernel(lhs.shape, spatial) and onednn.use_for(lhs, rhs):
+    if not _smaller_than_kernel(lhs.shape, spatial) and onednn.use_for(lhs, rhs, padding):
         return onednn.conv(lhs, rhs, tuple(window_strides), padding)
     if not _use_patches(lhs.shape, spatial):
         return channels_last_conv(lhs, rhs, tuple(window_strides), padding, kwargs.get("precision"))
