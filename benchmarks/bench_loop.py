@@ -196,7 +196,7 @@ def compare_case(case: LoopCase, workroot: Path, *, quick: bool, repeats: int) -
 
 
 def run(*, quick: bool = False, log=print) -> list[dict]:
-    repeats = 1 if quick else 2
+    repeats = 1 if quick else 3  # runs of a few seconds on a shared machine: 2 were too few
     with tempfile.TemporaryDirectory(prefix="jaxclf-bench-loop-") as tmp:
         out = []
         for case in CASES:
