@@ -73,9 +73,9 @@ def conv_setting(value: str):
         os.environ.pop(onednn.SETTING) if old is None else os.environ.update({onednn.SETTING: old})
 
 
-def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, Callable[[], None]]:
-    """Compiled forward / input-gradient / kernel-gradient calls of jaxclf's conv on fixed
-    data, traced under ``JAXCLF_CONV=setting``."""
+def compiled_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, tuple]:
+    """(compiled program, its arguments) for the forward / input-gradient / kernel-gradient
+    of jaxclf's conv on fixed data, under ``JAXCLF_CONV=setting``."""
     from jaxclf.models import layers
 
     strides = (layer.stride, layer.stride)
@@ -83,7 +83,10 @@ def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[s
     dims = ("NHWC", "HWIO", "NHWC")
 
     def conv(x, w):
-        return layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
+        # The setting is read while tracing: set inside, so every trace of this function
+        # (eval_shape's included, which jit's cache would hand to the others) sees it.
+        with conv_setting(setting):
+            return layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
 
     g = jnp.ones(jax.eval_shape(conv, x, w).shape)
     fns = {
@@ -92,9 +95,13 @@ def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[s
         "kernel gradient": jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1]),
     }
     args = {"forward": (x, w), "input gradient": (x, w, g), "kernel gradient": (x, w, g)}
-    with conv_setting(setting):
-        compiled = {k: f.lower(*args[k]).compile() for k, f in fns.items()}
-    return {k: (lambda f=f, a=args[k]: jax.block_until_ready(f(*a))) for k, f in compiled.items()}
+    return {k: (f.lower(*args[k]).compile(), args[k]) for k, f in fns.items()}
+
+
+def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, Callable[[], None]]:
+    """``compiled_parts`` as calls that block until ready."""
+    return {k: (lambda f=f, a=a: jax.block_until_ready(f(*a)))
+            for k, (f, a) in compiled_parts(layer, batch, setting).items()}
 
 
 def torch_parts(layer: Layer, batch: int = BATCH) -> dict[str, Callable[[], None]]:
@@ -152,7 +159,10 @@ def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = 
     strides, dims = (layer.stride, layer.stride), ("NHWC", "HWIO", "NHWC")
     x, w = _data(layer, batch)
     plain = lambda x, w: lax.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)  # noqa: E731
-    ours = lambda x, w: layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)  # noqa: E731
+
+    def ours(x, w):
+        with conv_setting("xla"):  # read while tracing (see compiled_parts)
+            return layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
 
     def scanned(conv):
         def body(w, _):
@@ -162,8 +172,7 @@ def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = 
     top = jax.jit(lambda w: jax.grad(lambda w: jnp.sum(ours(x, w) ** 2))(w))
     ms = {}
     for name, f, n in (("plain", scanned(plain), length), ("ours", scanned(ours), length), ("top", top, 1)):
-        with conv_setting("xla"):
-            f = f.lower(w).compile()
+        f = f.lower(w).compile()
         jax.block_until_ready(f(w))
         call = _runner(lambda: jax.block_until_ready(f(w)))
         ms[name] = statistics.median(time_block(call, 1) * 1e3 / n for _ in range(repeats))

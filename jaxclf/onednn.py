@@ -14,7 +14,8 @@ reordered into the layout oneDNN chooses in a workspace that XLA allocates with 
 Library: oneDNN 3.2 built with GNU OpenMP (PyPI ``onednn-cpu-gomp``, a dependency on x86-64
 Linux). ``JAXCLF_CONV`` chooses: ``auto`` (default: oneDNN for float32 2-D convolutions on a
 single CPU device when the library loads, else XLA with a logged reason), ``onednn`` (the
-same, but an error instead of XLA when the library does not load) or ``xla``.
+same, but an error instead of XLA when the library does not load) or ``xla``. It is read
+when a function is traced, so set it before a program first runs: jit reuses earlier traces.
 """
 
 from __future__ import annotations
