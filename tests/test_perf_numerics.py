@@ -112,6 +112,18 @@ def test_channels_last_conv_gradients_match_jax(x_shape, w_shape, strides, paddi
                   _value_and_grads(plain, x, w))
 
 
+def test_channels_last_conv_gradients_in_float64():
+    """The kernel gradient sums in at least float32 (bfloat16 compute), not at most."""
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (32, 12, 12, 16), jnp.float64)
+        w = jax.random.normal(jax.random.key(1), (3, 3, 16, 8), jnp.float64) / 12
+        ours = _value_and_grads(lambda x, w: layers.channels_last_conv(x, w, (1, 1), ((1, 1), (1, 1))), x, w)
+        plain = _value_and_grads(
+            lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=NHWC), x, w)
+        assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(ours))
+        _assert_close(ours, plain, rtol=1e-12)
+
+
 def _conv_layouts(fn, *args) -> set[str]:
     """The dim_labels of every convolution in ``fn``'s optimised XLA program."""
     hlo = jax.jit(fn).lower(*args).compile().as_text()

@@ -129,6 +129,7 @@ def _channels_last_conv_bwd(strides, pads, precision, res, g):
     dx = lax.conv_general_dilated(g, w_t, ones, dx_pads, lhs_dilation=strides, dimension_numbers=dims,
                                   precision=precision)
     dw_pads = [(lo, k + s * (o - 1) - size - lo) for size, k, s, o, (lo, _) in zip(sizes, window, strides, out, pads)]
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)  # at least float32 (bfloat16 compute)
 
     def kernel_gradient(x, g):
         """Sum over examples and positions, as a convolution of the input with channels as
@@ -137,16 +138,16 @@ def _channels_last_conv_bwd(strides, pads, precision, res, g):
         x_t = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))  # (C, *spatial, N)
         g_t = jnp.moveaxis(g, 0, -2)  # (*out, N, O)
         dw = lax.conv_general_dilated(x_t, g_t, ones, dw_pads, rhs_dilation=strides, dimension_numbers=dims,
-                                      precision=precision, preferred_element_type=jnp.float32)
+                                      precision=precision, preferred_element_type=acc_dtype)
         return jnp.moveaxis(dw, 0, -2)  # (*window, C, O)
 
     chunks = _kernel_gradient_chunks(x, g)
     if chunks == 1:
         dw = kernel_gradient(x, g)
-    else:  # a running float32 sum over chunks of examples (see KERNEL_GRADIENT_CHUNK)
+    else:  # a running (at least) float32 sum over chunks of examples (see KERNEL_GRADIENT_CHUNK)
         split = lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:])  # noqa: E731
         dw = lax.scan(lambda acc, xg: (acc + kernel_gradient(*xg), None),
-                      jnp.zeros(w.shape, jnp.float32), (split(x), split(g)))[0]
+                      jnp.zeros(w.shape, acc_dtype), (split(x), split(g)))[0]
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
