@@ -1,8 +1,9 @@
 """oneDNN's CPU convolutions inside jitted programs, as XLA FFI custom calls.
 
-Why: on CPU, XLA runs convolutions with Eigen and YNNPACK kernels that reached 0.25-0.75
-of PyTorch's (oneDNN's) speed on ResNet-20's and VGG's 3x3 layers, and convolutions are
-two thirds of a ResNet-20 step. oneDNN's kernels on the same NHWC buffers are 2-3x faster.
+Why: on CPU, XLA runs convolutions with Eigen and YNNPACK kernels that reached 0.24-0.86
+of PyTorch's (oneDNN's) speed on ResNet-20's and VGG's 3x3 layers, and convolutions were
+two thirds of a ResNet-20 step. oneDNN's kernels on the same NHWC buffers are 1.3-5.5x
+faster (benchmarks/RESULTS.md).
 
 How: a primitive (forward, input gradient or kernel gradient of one convolution shape) is
 built when the program is traced, and registered as an FFI target named after its shape.
