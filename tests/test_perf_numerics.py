@@ -295,17 +295,6 @@ ONEDNN_CASES = [
 ]
 
 
-@pytest.fixture
-def onednn_on(monkeypatch):
-    """oneDNN convolutions as on a one-device CPU host (this session simulates 4 devices)."""
-    from jaxclf import onednn
-
-    assert onednn.load_error() is None, onednn.load_error()  # a dependency on this platform
-    monkeypatch.setattr(onednn, "_single_device", lambda: True)
-    monkeypatch.setenv(onednn.SETTING, "auto")
-    return onednn
-
-
 @pytest.mark.parametrize("x_shape,w_shape,strides,padding", ONEDNN_CASES)
 def test_onednn_conv_matches_lax(x_shape, w_shape, strides, padding, onednn_on):
     x = jax.random.normal(jax.random.key(0), x_shape)
