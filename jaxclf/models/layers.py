@@ -7,8 +7,8 @@ every feature map by half a pixel against the published models.
 Two layers have CPU fast paths that compute the same function (checked in
 tests/test_perf_numerics.py): ``Conv`` (oneDNN's convolutions on CPU; where XLA computes
 them, a matmul over patches where XLA:CPU's convolution is slow, and a backward pass written
-in the one convolution layout XLA:CPU runs fast everywhere) and ``tiled_max_pool`` (non-overlapping max pooling without
-``reduce_window``'s scatter-based gradient).
+in the one convolution layout XLA:CPU runs fast everywhere) and ``tiled_max_pool``
+(non-overlapping max pooling without ``reduce_window``'s scatter-based gradient).
 """
 
 from __future__ import annotations
