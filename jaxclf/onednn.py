@@ -381,18 +381,18 @@ class _Api(C.Structure):
 
 
 _Handler = C.CFUNCTYPE(C.c_void_p, C.POINTER(_CallFrame))
+FFI_API_VERSION = (0, 3)  # of the c_api.h these structures follow (jaxlib 0.10.2)
 _METADATA_EXTENSION, _ERROR_INTERNAL = 1, 13
 _handlers: dict[str, _Handler] = {}  # registered targets; XLA holds raw pointers to these
 _registering = threading.Lock()
 
 
 def _answer_metadata(frame: _CallFrame) -> None:
-    """XLA asks a handler which FFI API it was written against before using it."""
-    ext = C.cast(frame.extension_start, C.POINTER(_MetadataExtension)).contents
-    api = C.cast(frame.api, C.POINTER(_Api)).contents
-    metadata = ext.metadata.contents
+    """XLA asks a handler which FFI API it was written against before using it, and refuses
+    one whose version it does not support (rather than letting it misread the call frame)."""
+    metadata = C.cast(frame.extension_start, C.POINTER(_MetadataExtension)).contents.metadata.contents
     metadata.api_version.struct_size = C.sizeof(_ApiVersion)
-    metadata.api_version.major, metadata.api_version.minor = api.api_version.major, api.api_version.minor
+    metadata.api_version.major, metadata.api_version.minor = FFI_API_VERSION
     metadata.traits = 0
 
 

@@ -390,6 +390,15 @@ def test_onednn_failure_inside_a_program_raises(onednn_on, monkeypatch):
         jax.block_until_ready(jax.jit(lambda x, w: onednn_on.conv(x, w, (1, 1), ((1, 1), (1, 1))))(x, w))
 
 
+def test_onednn_handler_declares_its_ffi_version(onednn_on, monkeypatch):
+    """XLA checks the version the handler reports, so a jaxlib whose call frames differ from
+    the structures onednn.py reads refuses it with an error instead of running it."""
+    monkeypatch.setattr(onednn_on, "FFI_API_VERSION", (99, 0))
+    x, w = jnp.ones((1, 7, 3, 2)), jnp.ones((3, 3, 2, 5))  # a shape no other test registers
+    with pytest.raises(Exception, match=r"API version \(99\.0\) is incompatible"):
+        jax.jit(lambda x, w: onednn_on.conv(x, w, (1, 1), ((1, 1), (1, 1))))(x, w)
+
+
 @pytest.mark.parametrize("name,kwargs,shape", SMALL_CNNS, ids=[c[0] for c in SMALL_CNNS])
 def test_models_on_onednn_match_the_plain_layers(name, kwargs, shape, onednn_on, plain_layers):
     _assert_model_matches_plain_layers(name, kwargs, shape, True, plain_layers, program_has="jaxclf_onednn")
