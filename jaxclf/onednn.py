@@ -205,12 +205,11 @@ def _geometry(spec: Spec):
     return _dims(spec.strides), _dims((0, 0)), _dims((t, l)), _dims((b, r))
 
 
-def _forward_pd(spec: Spec) -> C.c_void_p:
+def _forward_pd(spec: Spec, x_md, y_md) -> C.c_void_p:
     pd = C.c_void_p()
     _check(_library().dnnl_convolution_forward_primitive_desc_create(
-        C.byref(pd), _engine(), _FORWARD_TRAINING, _CONVOLUTION_DIRECT, _nhwc_md(spec.x_shape),
-        _any_md(spec.w_shape), None, _nhwc_md(spec.y_shape), *_geometry(spec), None),
-        f"forward convolution {spec.name}")
+        C.byref(pd), _engine(), _FORWARD_TRAINING, _CONVOLUTION_DIRECT, x_md, _any_md(spec.w_shape), None, y_md,
+        *_geometry(spec), None), f"forward convolution {spec.name}")
     return pd
 
 
@@ -233,7 +232,6 @@ class Primitive(NamedTuple):
     kernel_md: C.c_void_p  # the kernel's layout inside the primitive
     reorder: _Reorder | None
     kernel_is_output: bool
-    impl: str
 
     @property
     def workspace(self) -> int:
@@ -259,7 +257,8 @@ def _make_primitive(pd: C.c_void_p, slots, mds, kernel_query: int) -> Primitive:
         reorder = _Reorder(rprim, int(lib.dnnl_memory_desc_get_size(kernel_md)))
     info = C.c_char_p()
     lib.dnnl_primitive_desc_query(pd, _QUERY_IMPL_INFO, 0, C.byref(info))
-    return Primitive(primitive, slots, mds, kernel_md, reorder, kernel_is_output, (info.value or b"").decode())
+    logging.getLogger(__name__).debug("oneDNN kernel %s (slots %s)", info.value, slots)  # e.g. brgconv:avx512_core
+    return Primitive(primitive, slots, mds, kernel_md, reorder, kernel_is_output)
 
 
 PARTS = ("forward", "input_gradient", "kernel_gradient")
@@ -268,9 +267,9 @@ PARTS = ("forward", "input_gradient", "kernel_gradient")
 @functools.cache
 def primitive(part: str, spec: Spec) -> Primitive:
     """The primitive computing one part of a convolution (see ``PARTS``)."""
-    lib, fwd = _library(), _forward_pd(spec)
+    lib = _library()
     x, w, y = _nhwc_md(spec.x_shape), _hwio_md(spec.w_shape), _nhwc_md(spec.y_shape)
-    pd = C.c_void_p()
+    fwd, pd = _forward_pd(spec, x, y), C.c_void_p()
     if part == "forward":  # (input, kernel) -> output
         return _make_primitive(fwd, (_ARG_SRC, _ARG_WEIGHTS, _ARG_DST), (x, w, y), _QUERY_WEIGHTS_MD)
     if part == "input_gradient":  # (output gradient, kernel) -> input gradient
