@@ -17,6 +17,13 @@ Bare: the very train step the loop builds (captured from ``state.make_steps``), 
 the state donated, on one fixed batch of the same dataset, the same number of steps
 dispatched back to back, timed after a compiling warm-up call, ending at
 ``block_until_ready``. Loop and bare alternate ``repeats`` times; the ratio is of medians.
+
+Warm-up: before the timed runs, one untimed loop run of the same config up to its first
+evaluation (``stop_at``), in its own workdir. Like the bare step's compiling call, it keeps
+one-time process costs out of the loop's time: the first checkpoint save (Orbax's thread
+pools and imports), the first TensorBoard writer, the first eager metric computations.
+Measured without it, the first of several loop runs in a process was ~0.5 s slower than the
+rest (LeNet-5, K = 1).
 """
 
 from __future__ import annotations
@@ -137,6 +144,13 @@ class _Recorder:
             jax.monitoring.unregister_event_time_span_listener(self.on_span)
 
 
+def warm_up(config, workdir: Path) -> None:
+    """An untimed run of ``config`` up to its first evaluation (see the module docstring)."""
+    from jaxclf.train import loop
+
+    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1], stop_at=config.train.eval_every)
+
+
 def loop_run(config, workdir: Path) -> tuple[dict, _Recorder]:
     """One full run; returns its timing breakdown and the recorder (program, step)."""
     from jaxclf.train import loop
@@ -183,8 +197,10 @@ def compare_case(case: LoopCase, workroot: Path, *, quick: bool, repeats: int) -
     config = scaled_config(case, n)
     batch_size = config.train.batch_size
     loops, bares, timings = [], [], []
+    name = CASES.index(case) if case in CASES else 0
+    warm_up(config, workroot / f"{name}_warm")
     for r in range(repeats):
-        timing, rec = loop_run(config, workroot / f"{CASES.index(case) if case in CASES else 0}_{r}")
+        timing, rec = loop_run(config, workroot / f"{name}_{r}")
         timings.append(timing)
         loops.append(n * batch_size / timing["train_s"])
         bares.append(n * batch_size / bare_seconds(rec.program, rec.step, first_batch(rec.program, config), n))
@@ -196,7 +212,7 @@ def compare_case(case: LoopCase, workroot: Path, *, quick: bool, repeats: int) -
 
 
 def run(*, quick: bool = False, log=print) -> list[dict]:
-    repeats = 1 if quick else 3  # runs of a few seconds on a shared machine: 2 were too few
+    repeats = 1 if quick else 5  # runs of a few seconds vary by 10-30% on a shared machine
     with tempfile.TemporaryDirectory(prefix="jaxclf-bench-loop-") as tmp:
         out = []
         for case in CASES:

@@ -156,3 +156,64 @@ def test_training_chunks_are_dispatched_under_a_transfer_guard(smoke_config, tmp
     monkeypatch.setattr(loop, "_build", leaky_build)
     with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
         train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+
+
+def test_a_log_is_written_after_the_next_chunk_is_dispatched(smoke_config, tmp_path, monkeypatch):
+    """Logging does not drain the device queue: step s's scalars are fetched and written once
+    step s+1 is dispatched; evaluation and checkpoints write the pending log first, so lines
+    stay in step order."""
+    from jaxclf.train import loop, writers
+
+    events, build, write = [], loop._build, writers.MetricWriter.write
+
+    def recording_build(config, mesh):
+        program = build(config, mesh)
+        train = program.train
+
+        def recorded(state, acc, inputs, num_steps):
+            out = train(state, acc, inputs, num_steps=num_steps)
+            events.append(("train", int(out[0].step)))  # (a host sync, after the dispatch)
+            return out
+
+        program.train = recorded
+        return program
+
+    def recording_write(self, step, split, scalars):
+        events.append((split, step))
+        return write(self, step, split, scalars)
+
+    monkeypatch.setattr(loop, "_build", recording_build)
+    monkeypatch.setattr(writers.MetricWriter, "write", recording_write)
+    smoke_config.train.log_every = 1
+    train_and_evaluate(smoke_config, tmp_path, devices=one_device())
+    assert events == [("train", 1), ("train", 2), ("train", 1), ("train", 3), ("train", 2), ("train", 3), ("test", 3),
+                      ("train", 4), ("train", 5), ("train", 4), ("train", 6), ("train", 5), ("train", 6), ("test", 6)]
+    records = [json.loads(line) for line in read(tmp_path, "metrics.jsonl").splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 3, 4, 5, 6, 6]
+
+
+def test_window_summary_matches_the_statistics_computed_on_the_host(smoke_config):
+    """The jitted summary a log fetches = the metrics computed eagerly and the norm sums
+    divided by the step count in float64."""
+    from jaxclf.train import loop
+
+    metric_set, _ = loop.metric_sets(smoke_config, 10)
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(40, 10)).astype(np.float32), rng.integers(0, 10, 40)
+    loss = rng.uniform(size=40).astype(np.float32)
+    update = metric_set.update(metric_set.empty(), logits=jnp.asarray(logits), labels=jnp.asarray(labels),
+                               loss=jnp.asarray(loss), mask=jnp.ones(40))
+    acc = {"metrics": update, "grad_norm_sum": jnp.float32(7.3), "steps": jnp.int32(3), "nonfinite_steps": jnp.int32(1),
+           "first_bad_step": jnp.int32(2), "first_bad_kind": jnp.int32(2),
+           "layer_grad_norm_sum": {"conv": jnp.float32(1.1), "head": jnp.float32(0.4)}}
+    summary = jax.device_get(jax.jit(lambda a: loop._window_summary(a, metric_set))(acc))
+    eager = jax.device_get(metric_set.compute(update))
+    assert summary["metrics"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == labels), abs=1e-7)
+    assert summary["metrics"]["loss"] == pytest.approx(loss.astype(np.float64).mean(), rel=1e-6)
+    for name in eager:
+        assert summary["metrics"][name] == pytest.approx(eager[name], rel=1e-6)
+    assert summary["grad_norm"] == pytest.approx(7.3 / 3, rel=1e-6)
+    assert summary["layer_grad_norms"] == pytest.approx({"conv": 1.1 / 3, "head": 0.4 / 3}, rel=1e-6)
+    assert (summary["nonfinite_steps"], summary["first_bad_step"], summary["first_bad_kind"]) == (1, 2, 2)
+    with pytest.raises(FloatingPointError, match="non-finite gradient at step 2"):
+        loop._check_finite(summary, skip=False, last_checkpoint=None)

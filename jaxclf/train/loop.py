@@ -1,16 +1,17 @@
 """The training loop: config -> data + model + optimizer -> jitted steps on a mesh ->
 metrics, checkpoints, results.
 
-Every step is dispatched asynchronously; the host waits for the devices only when it logs,
-evaluates or checkpoints. What the loop guarantees:
+Every step is dispatched asynchronously; the host waits for the devices only when it
+evaluates or checkpoints. A log's scalars are computed on the device and fetched once the next
+chunk of steps is dispatched, so logging does not stall the devices. What the loop guarantees:
 
 * resume: the checkpoint holds the train state and the running train statistics, and the
   batch of step s depends only on (seed, s), so an interrupted and resumed run ends bitwise
   equal to an uninterrupted one;
 * preemption: SIGTERM/SIGINT checkpoint the current step and raise ``Preempted``;
-* non-finite values: counted on the device every step, checked at each log and before each
-  checkpoint, so a non-finite state is never saved; the run stops naming the first bad step
-  and whether the loss or the gradient went non-finite (or, with
+* non-finite values: counted on the device every step, checked at each log (one chunk
+  later) and before each checkpoint, so a non-finite state is never saved; the run stops
+  naming the first bad step and whether the loss or the gradient went non-finite (or, with
   ``train.skip_nonfinite``, such updates are skipped and counted).
 """
 
@@ -95,6 +96,20 @@ def _accumulate(acc, stats, step, metric_set) -> dict:
     return out
 
 
+def _window_summary(acc, metric_set) -> dict:
+    """All a log reads from the statistics, in one device computation: the window's metrics
+    and mean gradient norms, and the run's non-finite bookkeeping."""
+    steps = jnp.maximum(acc["steps"], 1).astype(jnp.float32)
+    out = {
+        "metrics": metric_set.compute(acc["metrics"]),
+        "grad_norm": acc["grad_norm_sum"] / steps,
+        **{k: acc[k] for k in ("nonfinite_steps", "first_bad_step", "first_bad_kind")},
+    }
+    if "layer_grad_norm_sum" in acc:
+        out["layer_grad_norms"] = jax.tree.map(lambda total: total / steps, acc["layer_grad_norm_sum"])
+    return out
+
+
 def _reset_window(acc, metric_set) -> dict:
     """Starts a new logging window; the non-finite bookkeeping carries over."""
     zeros = jax.tree.map(jnp.zeros_like, acc)
@@ -126,6 +141,7 @@ class _Program:
     train: Callable  # (state, acc, inputs, num_steps) -> (state, acc); inputs from train_inputs
     train_inputs: Callable  # [(start, stop), ...] -> iterator of each chunk's global inputs
     evaluate: Callable  # (state) -> {split: metric state}
+    summarize: Callable  # acc -> the window's summary (on the device)
     reset: Callable  # acc -> acc
 
     def logged(self, config, states) -> dict[str, dict[str, float]]:
@@ -277,8 +293,9 @@ def _build(config, mesh) -> _Program:
         return out
 
     init_sharded = jax.jit(init, out_shardings=repl)
+    summarize = jax.jit(lambda acc: _window_summary(acc, metric_set), out_shardings=repl)
     reset = jax.jit(lambda acc: _reset_window(acc, metric_set), out_shardings=repl)
-    return _Program(ds, model, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, reset)
+    return _Program(ds, model, metric_set, eval_set, init_sharded, train, train_inputs, evaluate, summarize, reset)
 
 
 def _one_ahead(chunks: Iterator) -> Iterator:
@@ -294,26 +311,26 @@ def _one_ahead(chunks: Iterator) -> Iterator:
         chunks.close()
 
 
-def _check_finite(acc, *, skip: bool, last_checkpoint: int | None) -> int:
-    """Raises FloatingPointError on a non-finite step unless skipping; returns the count."""
-    count = int(acc["nonfinite_steps"])
+def _check_finite(stats, *, skip: bool, last_checkpoint: int | None) -> int:
+    """Raises FloatingPointError on a non-finite step unless skipping; returns the count.
+    ``stats``: the train statistics or a window summary (both hold the bookkeeping)."""
+    count = int(stats["nonfinite_steps"])
     if count and not skip:
-        kind = _BAD_KINDS[int(acc["first_bad_kind"])]
+        kind = _BAD_KINDS[int(stats["first_bad_kind"])]
         kept = f"the last checkpoint (step {last_checkpoint}) is kept" if last_checkpoint else "no checkpoint was written"
         raise FloatingPointError(
-            f"non-finite {kind} at step {int(acc['first_bad_step'])}; {kept}. "
+            f"non-finite {kind} at step {int(stats['first_bad_step'])}; {kept}. "
             "Lower the learning rate, clip gradients (optim.clip_norm), or set train.skip_nonfinite=True"
         )
     return count
 
 
-def _train_scalars(program: _Program, acc, skipped: int, log_layers: bool) -> dict[str, float]:
-    scalars = {k: float(v) for k, v in jax.device_get(program.metric_set.compute(acc["metrics"])).items()}
-    steps = max(int(acc["steps"]), 1)
-    scalars["grad_norm"] = float(acc["grad_norm_sum"]) / steps
-    if log_layers:
-        for layer, total in jax.device_get(acc["layer_grad_norm_sum"]).items():
-            scalars[f"grad_norm/{layer}"] = float(total) / steps
+def _train_scalars(summary, skipped: int) -> dict[str, float]:
+    """The logged scalars of a window summary fetched to the host."""
+    scalars = {k: float(v) for k, v in summary["metrics"].items()}
+    scalars["grad_norm"] = float(summary["grad_norm"])
+    for layer, value in summary.get("layer_grad_norms", {}).items():
+        scalars[f"grad_norm/{layer}"] = float(value)
     if skipped:
         scalars["skipped_nonfinite"] = float(skipped)
     return scalars
@@ -369,8 +386,24 @@ def train_and_evaluate(
     bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
     eval_states = {}
 
+    pending = None  # (step, summary on the device) of a log not yet written
+
+    def write_pending():
+        """Writes the pending log. Called after the next chunk is dispatched, so the device
+        keeps running while the host fetches and writes; and before evaluating or saving, so
+        lines stay in step order and a non-finite run stops before its state is saved."""
+        nonlocal pending
+        if pending is not None:
+            step, summary = pending[0], jax.device_get(pending[1])
+            pending = None
+            skipped = _check_finite(summary, skip=t.skip_nonfinite, last_checkpoint=last_saved)
+            scalars = _train_scalars(summary, skipped)
+            writer.write(step, "train", scalars)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+
     def save(step):
         nonlocal last_saved
+        write_pending()
         _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
         checkpoint.save(ckpt, step, {"state": state, "train": acc})
         last_saved = step
@@ -391,15 +424,14 @@ def train_and_evaluate(
             for _, stop_step in ranges:
                 with jax.transfer_guard("disallow"):  # no hidden host sync between dispatches
                     state, acc = program.train(state, acc, next(inputs), num_steps=stop_step - done)
+                write_pending()
                 bar.update(stop_step - done)
                 done = stop_step
                 if done % t.log_every == 0 or done == t.num_steps:
-                    skipped = _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
-                    scalars = _train_scalars(program, acc, skipped, t.log_grad_norms)
-                    writer.write(done, "train", scalars)
-                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+                    pending = (done, program.summarize(acc))  # not awaited: written after the next dispatch
                     acc = program.reset(acc)
                 if done % t.eval_every == 0 or done == t.num_steps:
+                    write_pending()
                     eval_states = program.evaluate(state)
                     for split, scalars in program.logged(config, eval_states).items():
                         writer.write(done, split, scalars)
