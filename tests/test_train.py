@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,50 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(smoke_config, tmp_path
     assert read(whole, "metrics.jsonl") == read(parts, "metrics.jsonl")
     # Re-running a finished run does no training and reports the same results.
     assert train_and_evaluate(smoke_config, parts, devices=one_device()) == expected
+
+
+def tensorboard_scalars(workdir) -> list[tuple]:
+    """(split, step, tag, value) of every scalar event under ``workdir/tensorboard``."""
+    import tensorflow as tf
+
+    out = []
+    for path in sorted((workdir / "tensorboard").glob("*/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            out += [(path.parent.name, event.step, v.tag, float(tf.make_ndarray(v.tensor))) for v in event.summary.value]
+    return sorted(out)
+
+
+def test_resume_drops_what_was_logged_after_the_restored_step(smoke_config, tmp_path):
+    """A run that logged steps 4 and 5 and then lost its step-5 checkpoint resumes from step
+    3: its metrics.jsonl and TensorBoard events then read as an uninterrupted run's."""
+    smoke_config.train.log_every = 1
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_and_evaluate(smoke_config, whole, devices=one_device())
+    train_and_evaluate(smoke_config, parts, devices=one_device(), stop_at=5)
+    shutil.rmtree(parts / "checkpoints" / "5")
+    assert len(tensorboard_scalars(parts)) > len([s for s in tensorboard_scalars(whole) if s[1] <= 3])
+    train_and_evaluate(smoke_config, parts, devices=one_device())
+    assert read(whole, "metrics.jsonl") == read(parts, "metrics.jsonl")
+    assert tensorboard_scalars(parts) == tensorboard_scalars(whole)
+    assert {s[:3] for s in tensorboard_scalars(whole)} >= {("train", 6, "loss"), ("test", 6, "accuracy")}
+
+
+def test_truncating_events_keeps_complete_records_up_to_the_step(tmp_path):
+    """A record cut short by a killed process is dropped with the events after the step."""
+    import tensorflow as tf
+
+    from jaxclf.train import writers
+
+    with tf.summary.create_file_writer(str(tmp_path / "tensorboard" / "train")).as_default():
+        for step in range(1, 6):
+            tf.summary.scalar("loss", 1.0 / step, step=step)
+    (path,) = (tmp_path / "tensorboard" / "train").glob("events.out.tfevents.*")
+    path.write_bytes(path.read_bytes()[:-7])  # the step-5 record loses its tail
+    writers.truncate_events_after(tmp_path / "tensorboard", 5)
+    assert tensorboard_scalars(tmp_path) == [("train", s, "loss", pytest.approx(1.0 / s)) for s in range(1, 5)]
+    writers.truncate_events_after(tmp_path / "tensorboard", 2)
+    assert tensorboard_scalars(tmp_path) == [("train", s, "loss", pytest.approx(1.0 / s)) for s in range(1, 3)]
+    assert [p.name for p in (tmp_path / "tensorboard" / "train").iterdir()] == [path.name]
 
 
 def test_evaluation_counts_every_example_once(smoke_config, tmp_path):

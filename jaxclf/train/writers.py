@@ -1,7 +1,7 @@
 """Where metrics go: ``metrics.jsonl`` (one object per step and split) and TensorBoard.
 
-Only process 0 writes. On resume, lines logged after the restored step are dropped so the
-file reads as if the run had never stopped.
+Only process 0 writes. On resume, what was logged after the restored step (lines and
+TensorBoard events) is dropped, so the files read as if the run had never stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +31,33 @@ def truncate_after(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def truncate_events_after(directory: Path, step: int) -> None:
+    """Drops the TensorBoard events logged after ``step`` from the event files under
+    ``directory`` (and a record cut short by a killed process), each file rewritten whole
+    and then renamed over the old one."""
+    files = sorted(Path(directory).glob("*/events.out.tfevents.*"))
+    if not files:
+        return
+    import tensorflow as tf
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    for path in files:
+        records = []
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                records.append(record.numpy())
+        except tf.errors.DataLossError:  # a truncated last record
+            pass
+        kept = [r for r in records if Event.FromString(r).step <= step]
+        if len(kept) == len(records) and path.stat().st_size == sum(len(r) + 16 for r in records):
+            continue
+        tmp = path.parent / "rewriting.tmp"
+        with tf.io.TFRecordWriter(str(tmp)) as out:
+            for record in kept:
+                out.write(record)
+        tmp.replace(path)
+
+
 class MetricWriter:
     """Appends scalars to metrics.jsonl and TensorBoard event files under ``workdir``."""
 
@@ -41,6 +68,7 @@ class MetricWriter:
         self._tb_dir = Path(workdir) / "tensorboard"
         if self.enabled:
             truncate_after(self.path, resume_step)
+            truncate_events_after(self._tb_dir, resume_step)
 
     def _tensorboard(self, split: str):
         if split not in self._tb:
