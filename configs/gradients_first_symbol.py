@@ -9,7 +9,8 @@ The argument is a comma-separated list, in any order, of: a cell (``rnn`` vanill
 ``gru``), a length (10, 25, 50, 100, 200), ``clip`` or ``noclip`` (global-norm clipping at
 1.0), ``sgd`` (SGD with momentum 0.9, lr 0.1, instead of Adam, lr 3e-3: the setting where the
 vanilla RNN's gradient explodes, as Adam's per-parameter scaling mostly hides it), ``long``
-(6,000 steps instead of 2,000), ``large`` (40,000 training sequences instead of 4,000), and
+(6,000 steps instead of 2,000), ``large`` (40,000 training sequences instead of 4,000),
+``fbN`` (the LSTM's forget-gate bias starts at N instead of 1: ``model.cell_options``), and
 ``smoke``. Defaults: ``rnn,100,noclip``; Adam, 2,000 steps of 64 sequences.
 
     python -m jaxclf.main --config=configs/gradients_first_symbol.py:rnn,100,noclip --workdir=runs/gradients/rnn_100_noclip_s0 --config.seed=0
@@ -74,8 +75,10 @@ def _apply(c, token: str) -> None:
         c.optim.name, c.optim.lr, c.optim.momentum = "momentum", 0.1, 0.9
     elif token == "long":
         c.train.num_steps = 6000
+    elif token.startswith("fb") and token[2:].isdigit():
+        c.model.cell_options = {"forget_bias": float(token[2:])}  # the LSTM's; validation rejects others
     elif token == "smoke":
         recipes.smoke(c)
     else:
-        valid = ", ".join([*CELLS, *map(str, LENGTHS), "clip", "noclip", "sgd", "long", "large", "smoke"])
+        valid = ", ".join([*CELLS, *map(str, LENGTHS), "clip", "noclip", "sgd", "long", "large", "fbN", "smoke"])
         raise ValueError(f"unknown variant {token!r}; valid (comma-separated): {valid}")

@@ -150,6 +150,11 @@ def validate(config) -> None:
             f"unknown model {config.model.name!r}; valid models: {', '.join(models.names())}"
         )
     optim.check_names(config.optim)
+    model = models.create(config.model.name, num_classes=2, **model_kwargs(config))  # raises on unknown kwargs
+    if getattr(model, "cell_options", None):
+        from jaxclf.models import cells
+
+        cells.make_cell(model.cell, 1, options=model.cell_options)  # raises naming the cell's options
     if config.task == "generative":
         valid = models.objective_scalars(config.model.name)
         unknown = sorted(set(config.metrics) - set(valid))

@@ -91,3 +91,21 @@ def test_cli_rejects_bad_model_before_compute(tmp_path):
     assert proc.returncode != 0
     assert "unknown model 'lenet7'" in proc.stderr and "lenet5" in proc.stderr
     assert not workdir.exists()
+
+
+def test_model_settings_are_checked_before_any_compute():
+    """An unknown model keyword or cell option stops validation, naming what is valid."""
+    c = parse(config=os.path.join(REPO, "configs", "gradients_first_symbol.py") + ":lstm,100,fb3")
+    assert c.model.cell_options.to_dict() == {"forget_bias": 3.0}
+    config_lib.validate(c)
+    c.model.cell_options.forget_bias = 5.0  # and --config.model.cell_options.forget_bias=5
+    config_lib.validate(c)
+    with c.unlocked():
+        c.model.cell_options = {"forgetbias": 3.0}
+    with pytest.raises(ValueError, match="cell 'lstm' has no option 'forgetbias'; its options: forget_bias"):
+        config_lib.validate(c)
+    c = parse()
+    with c.unlocked():
+        c.model.widht = 3
+    with pytest.raises(TypeError, match="model 'lenet5'.*widht"):
+        config_lib.validate(c)

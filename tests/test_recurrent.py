@@ -300,3 +300,29 @@ def test_flax_cells_are_selectable_and_unknown_names_list_the_choices():
         cells.make_cell("lsmt", 3)
     with pytest.raises(ValueError, match="attention"):
         recurrent.RNNClassifier(pooling="sum").init(jax.random.key(0), x)
+
+
+def test_cell_options_reach_every_cell_of_the_model_and_unknown_ones_list_the_valid():
+    """``cell_options`` sets the LSTM's initial forget-gate bias in every layer and direction;
+    a vanilla cell with ``activation='relu'`` computes ``relu(W_h h + W_x x + b)``."""
+    x = jax.random.normal(jax.random.key(0), (B, T, F))
+    model = recurrent.RNNClassifier(num_classes=2, cell="lstm", hidden=H, num_layers=2, bidirectional=True,
+                                    cell_options={"forget_bias": 3.0})
+    encoder = model.init(jax.random.key(1), x)["params"]["encoder"]
+    for layer in ("layer_0", "layer_1"):
+        for direction in ("fwd", "bwd"):
+            bias = np.asarray(encoder[layer][direction]["cell"]["input"]["bias"]).reshape(4, H)
+            np.testing.assert_array_equal(bias, np.repeat([[0.0], [3.0], [0.0], [0.0]], H, 1))
+
+    cell = cells.make_cell("rnn", H, options={"activation": "relu"})
+    h, xt = jax.random.normal(jax.random.key(2), (B, H)), jax.random.normal(jax.random.key(3), (B, F))
+    params = jax.tree.map(lambda w: w + 0.5, cell.init(jax.random.key(4), h, xt)["params"])
+    wx, b, wh = _split_params(params)
+    np.testing.assert_allclose(cell.apply({"params": params}, h, xt)[0],
+                               np.maximum(np.asarray(h) @ wh + np.asarray(xt) @ wx + b, 0), rtol=1e-5, atol=1e-5)
+
+    assert cells.cell_options("lstm") == ("forget_bias",) and cells.cell_options("gru") == ()
+    with pytest.raises(ValueError, match=r"cell 'lstm' has no option 'forgetbias'; its options: forget_bias"):
+        cells.make_cell("lstm", H, options={"forgetbias": 3.0})
+    with pytest.raises(ValueError, match="cell 'gru' has no option 'forget_bias'; its options: none"):
+        recurrent.RNNClassifier(cell="gru", cell_options={"forget_bias": 3.0}).init(jax.random.key(0), x)

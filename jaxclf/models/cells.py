@@ -28,7 +28,8 @@ copied across when comparing with it. Conventions that differ from other librari
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+import dataclasses
+from typing import Any, Callable, ClassVar, Mapping
 
 import flax.linen as nn
 import jax
@@ -169,23 +170,39 @@ class GRUCell(_SplitCell):
         return h, h
 
 
-_CELLS: dict[str, Callable[..., nn.RNNCellBase]] = {
-    "rnn": lambda n, d: VanillaCell(n, dtype=d),
-    "lstm": lambda n, d: LSTMCell(n, dtype=d),
-    "gru": lambda n, d: GRUCell(n, dtype=d, reset_after=False),
-    "gru_reset_after": lambda n, d: GRUCell(n, dtype=d, reset_after=True),
-    "flax_lstm": lambda n, d: nn.LSTMCell(n, dtype=d),
-    "flax_optimized_lstm": lambda n, d: nn.OptimizedLSTMCell(n, dtype=d),
-    "flax_gru": lambda n, d: nn.GRUCell(n, dtype=d),
-    "flax_simple": lambda n, d: nn.SimpleCell(n, dtype=d),
+# name -> (cell class, fixed settings); the class's other plain-valued fields are options.
+_CELLS: dict[str, tuple[type, dict]] = {
+    "rnn": (VanillaCell, {}),
+    "lstm": (LSTMCell, {}),
+    "gru": (GRUCell, {"reset_after": False}),
+    "gru_reset_after": (GRUCell, {"reset_after": True}),
+    "flax_lstm": (nn.LSTMCell, {}),
+    "flax_optimized_lstm": (nn.OptimizedLSTMCell, {}),
+    "flax_gru": (nn.GRUCell, {}),
+    "flax_simple": (nn.SimpleCell, {}),
 }
 CELL_NAMES = tuple(sorted(_CELLS))
 
 
-def make_cell(name: str, features: int, dtype: Any = jnp.float32) -> nn.RNNCellBase:
-    """The cell registered as ``name`` with ``features`` hidden units (unbound);
-    ``dtype`` is its compute dtype."""
-    return lookup(_CELLS, "cell", name)(features, compute_dtype(dtype))
+def cell_options(name: str) -> tuple[str, ...]:
+    """The settings a config can give the cell ``name`` (``model.cell_options``): its fields
+    with a bool, number or string default, other than the size and dtype."""
+    cls, fixed = lookup(_CELLS, "cell", name)
+    fields = dataclasses.fields(cls)
+    plain = (bool, int, float, str)
+    return tuple(f.name for f in fields if f.name not in ("features", "dtype", *fixed) and isinstance(f.default, plain))
+
+
+def make_cell(name: str, features: int, dtype: Any = jnp.float32, options: Mapping | None = None) -> nn.RNNCellBase:
+    """The cell registered as ``name`` with ``features`` hidden units (unbound); ``dtype`` is
+    its compute dtype, ``options`` its other settings (e.g. ``{'forget_bias': 3.0}``)."""
+    cls, fixed = lookup(_CELLS, "cell", name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(cell_options(name)))
+    if unknown:
+        raise ValueError(f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {', '.join(cell_options(name)) or 'none'}")
+    return cls(features, dtype=compute_dtype(dtype), **fixed, **options)
 
 
 def can_hoist(cell: nn.Module) -> bool:

@@ -17,7 +17,7 @@ Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -137,9 +137,10 @@ class Recurrence(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cell
+    cell_options: Mapping | None = None  # the cell's settings, e.g. {'forget_bias': 3.0}
 
     def setup(self):
-        self.cell = make_cell(self.kind, self.hidden, self.dtype)
+        self.cell = make_cell(self.kind, self.hidden, self.dtype, self.cell_options)
 
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         hoisted = should_hoist(self.hoist) and can_hoist(self.cell)
@@ -183,11 +184,13 @@ class BiLayer(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     @nn.compact
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         layer = functools.partial(
-            Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll, dtype=self.dtype
+            Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll, dtype=self.dtype,
+            cell_options=self.cell_options,
         )
         ys, carry = layer(name="fwd")(x, lengths, initial_carry)
         outputs, summary, carries = [ys], [last_valid(ys, lengths)], [carry]
@@ -210,6 +213,7 @@ class Encoder(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     @nn.compact
     def __call__(self, x, lengths=None, *, train: bool = False):
@@ -218,7 +222,7 @@ class Encoder(nn.Module):
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             layer = BiLayer(
                 self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll, self.dtype,
-                name=f"layer_{i}",
+                self.cell_options, name=f"layer_{i}",
             )
             x, summary, carries = layer(x, lengths)
         return x, summary, carries
@@ -285,6 +289,7 @@ class RNNClassifier(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cells and the head
+    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
@@ -293,7 +298,7 @@ class RNNClassifier(nn.Module):
         dtype = compute_dtype(self.dtype)
         h, summary, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, name="encoder",
+            self.hoist, self.unroll, dtype, self.cell_options, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
         z = nn.Dropout(self.dropout_rate, deterministic=not train)(pool(h, summary, lengths))
         return nn.Dense(self.num_classes, dtype=dtype, name="head")(z).astype(jnp.float32)
@@ -311,6 +316,7 @@ class RNNTagger(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cells and the head
+    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
@@ -318,7 +324,7 @@ class RNNTagger(nn.Module):
         dtype = compute_dtype(self.dtype)
         h, _, _ = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, name="encoder",
+            self.hoist, self.unroll, dtype, self.cell_options, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
         logits = nn.Dense(self.num_classes, dtype=dtype, name="head")(h).astype(jnp.float32)
@@ -385,13 +391,14 @@ class RNNGenerator(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cell and the head
+    cell_options: Mapping | None = None  # the cell's settings (cells.cell_options)
 
     def setup(self):
         self.class_embed = nn.Embed(self.num_classes, self.embed_dim)
         self.latent = nn.Dense(self.embed_dim)
         self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim)  # last id: start
         self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
-                                  dtype=self.dtype)
+                                  dtype=self.dtype, cell_options=self.cell_options)
         self.head = nn.Dense(self.vocab_size, dtype=compute_dtype(self.dtype))
 
     def _condition(self, cond):
@@ -461,15 +468,16 @@ class Seq2Seq(nn.Module):
     hoist: bool | None = None
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cells and the output head
+    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
 
     def setup(self):
         self.encoder = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, self.dtype,
+            self.hoist, self.unroll, self.dtype, self.cell_options,
         )
         self.embed = nn.Embed(self.num_classes + 1, self.embed_dim)
         self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
-                                  dtype=self.dtype)
+                                  dtype=self.dtype, cell_options=self.cell_options)
         self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False)  # W_a
         self.combine = nn.Dense(self.hidden)
         self.dropout = nn.Dropout(self.dropout_rate)
