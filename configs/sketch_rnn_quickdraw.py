@@ -5,7 +5,8 @@
 
 Needs ``<class>.npz`` files from https://storage.googleapis.com/quickdraw_dataset/sketchrnn
 (e.g. cat.npz, pig.npz) in ``DIR/downloads/manual`` (the TFDS builder ``sketch_quickdraw``
-labels them by sorted file name; ``dataset.keep_classes`` picks some). Paper: enc 256
+labels them by QuickDraw's 345 categories; ``dataset.keep_classes=('cat', 'pig')`` picks some
+by name and relabels them 0, 1). Paper: enc 256
 (bidirectional LSTM), dec 512 (LSTM), z 128, M 20, batch 100, Nmax 250, KL weight 0.5
 annealed from 0.01 with decay 0.99995, KL tolerance 0.2, gradient clipping 1.0, lr 1e-3
 decaying to 1e-5, recurrent dropout 0.1, random scaling 0.15 and point dropping 0.1.

@@ -42,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.vocab_size = 20000  # text: vocabulary from the train split, incl. 0 = padding, 1 = unknown
     c.dataset.lowercase = True  # text
     c.dataset.sequence_view = ""  # 'rows': an image becomes a sequence of its rows (for RNNs)
-    c.dataset.keep_classes = ()  # a subset of classes (relabelled 0..k-1 in this order); () = all
+    c.dataset.keep_classes = ()  # a subset of classes, indices or names (relabelled 0..k-1 in this order); () = all
     c.dataset.examples_per_class = 0  # label budget for the train split; 0 = every example
     c.dataset.budget_seed = 0
     c.dataset.augment = ()  # any of: random_crop, flip; stroke_scale, stroke_drop (training only)

@@ -53,7 +53,8 @@ def test_build_filters_normalises_with_train_scale_and_pads():
 
 def test_quickdraw_npz_files_load_through_tfds(tmp_path):
     """QuickDraw sketch-rnn .npz files in the manual dir -> the sketch_quickdraw TFDS builder ->
-    data.load: classes by sorted file name, over-long sketches dropped, stroke-5 with lengths."""
+    data.load: labels and names of QuickDraw's 345 categories whichever files are present,
+    over-long sketches dropped, stroke-5 with lengths."""
     from jaxclf import config as config_lib
     from jaxclf import data
 
@@ -75,11 +76,29 @@ def test_quickdraw_npz_files_load_through_tfds(tmp_path):
     cfg.eval_splits = ("valid", "test")
     ds = data.load(cfg)
     train = ds.splits["train"]
-    np.testing.assert_array_equal(np.sort(train.labels), [0, 0, 0, 0, 1, 1, 1])  # cat.npz < dog.npz
+    cat, dog = S.QUICKDRAW_CLASSES.index("cat"), S.QUICKDRAW_CLASSES.index("dog")
+    np.testing.assert_array_equal(np.sort(train.labels), [cat] * 4 + [dog] * 3)
+    assert len(ds.class_names) == 345 and (ds.class_names[cat], ds.class_names[dog]) == ("cat", "dog")
     assert train.inputs.shape == (7, 10, 5) and ds.splits["valid"].inputs.shape == (4, 10, 5)
     np.testing.assert_array_equal(train.lengths, S.stroke5_length(train.inputs))
     assert (train.lengths >= 2).all() and (train.lengths <= 5).all()
     assert ds.preprocessing["max_length"] == 10 and ds.preprocessing["stroke_scale"] > 0
+
+    cfg.keep_classes = ("dog", "cat")  # by name: relabelled 0, 1 in this order
+    kept = data.load(cfg)
+    assert kept.class_names == ("dog", "cat") and kept.num_classes == 2
+    np.testing.assert_array_equal(np.sort(kept.splits["train"].labels), [0, 0, 0, 1, 1, 1, 1])
+    cfg.keep_classes = ("dog", "kitten")
+    with pytest.raises(ValueError, match=r"keep_classes: 'kitten' is not a class of this dataset \(its classes: 'aircraft carrier'"):
+        data.load(cfg)
+    cfg.keep_classes = ()
+
+    np.savez(manual / "kitten.npz", train=split(1), valid=split(1), test=split(1))
+    cfg.data_dir = str(tmp_path / "other")  # prepared anew, from the same manual dir
+    (tmp_path / "other" / "downloads").mkdir(parents=True)
+    (tmp_path / "other" / "downloads" / "manual").symlink_to(manual)
+    with pytest.raises(ValueError, match=r"\['kitten.npz'\] in .* are not QuickDraw categories"):
+        data.load(cfg)
 
 
 def test_shapes_are_deterministic_and_valid():

@@ -271,9 +271,10 @@ def load(cfg) -> Dataset:
     else:
         splits = {split: _prepare_dense(cfg, arrays) for split, arrays in raw.items()}
     if cfg.keep_classes:
-        splits = {k: _keep_classes(s, cfg.keep_classes, num_classes) for k, s in splits.items()}
-        class_names = tuple(class_names[c] for c in cfg.keep_classes) if class_names else ()
-        num_classes = len(cfg.keep_classes)
+        keep = class_indices(cfg.keep_classes, class_names)
+        splits = {k: _keep_classes(s, keep, num_classes) for k, s in splits.items()}
+        class_names = tuple(class_names[c] for c in keep) if class_names else ()
+        num_classes = len(keep)
     if cfg.examples_per_class:
         train = splits[cfg.train_split]
         splits[cfg.train_split] = _label_budget(train, cfg.examples_per_class, cfg.budget_seed)
@@ -285,6 +286,19 @@ def load(cfg) -> Dataset:
     mean, std = _normalization_stats(cfg, splits[cfg.train_split].inputs)
     splits = {k: Split(((s.inputs - mean) / std).astype(np.float32), s.labels) for k, s in splits.items()}
     return Dataset(cfg.name, splits, num_classes, class_names, mean, std)
+
+
+def class_indices(classes, class_names: Sequence[str]) -> tuple[int, ...]:
+    """``dataset.keep_classes`` as indices: an int stays, a name is looked up in ``class_names``."""
+    out = []
+    for c in classes:
+        if isinstance(c, str):
+            if c not in class_names:
+                shown = ", ".join(map(repr, class_names[:12])) + (", ..." if len(class_names) > 12 else "")
+                raise ValueError(f"dataset.keep_classes: {c!r} is not a class of this dataset (its classes: {shown or 'unnamed'})")
+            c = list(class_names).index(c)
+        out.append(int(c))
+    return tuple(out)
 
 
 def _keep_classes(split: Split, classes, num_classes: int) -> Split:

@@ -33,6 +33,54 @@ START_ROW = np.array([0, 0, 1, 0, 0], np.float32)  # S_0: the decoder's first in
 SHAPES = ("circle", "square", "triangle", "star", "spiral")
 SHAPES_PER_CLASS = {"train": 1000, "test": 50}  # the shapes dataset (TFDS and shapes_data)
 _TEST_SEED_OFFSET = 1_000_003  # test sketches come from seed + this: disjoint from train
+# QuickDraw's 345 categories in its categories.txt order (googlecreativelab/quickdraw-dataset):
+# the sketch-rnn files are named <category>.npz, and a category's label is its position here.
+QUICKDRAW_CLASSES = (
+    "aircraft carrier", "airplane", "alarm clock", "ambulance", "angel", "animal migration",
+    "ant", "anvil", "apple", "arm", "asparagus", "axe", "backpack", "banana", "bandage", "barn",
+    "baseball", "baseball bat", "basket", "basketball", "bat", "bathtub", "beach", "bear",
+    "beard", "bed", "bee", "belt", "bench", "bicycle", "binoculars", "bird", "birthday cake",
+    "blackberry", "blueberry", "book", "boomerang", "bottlecap", "bowtie", "bracelet", "brain",
+    "bread", "bridge", "broccoli", "broom", "bucket", "bulldozer", "bus", "bush", "butterfly",
+    "cactus", "cake", "calculator", "calendar", "camel", "camera", "camouflage", "campfire",
+    "candle", "cannon", "canoe", "car", "carrot", "castle", "cat", "ceiling fan", "cello",
+    "cell phone", "chair", "chandelier", "church", "circle", "clarinet", "clock", "cloud",
+    "coffee cup", "compass", "computer", "cookie", "cooler", "couch", "cow", "crab", "crayon",
+    "crocodile", "crown", "cruise ship", "cup", "diamond", "dishwasher", "diving board", "dog",
+    "dolphin", "donut", "door", "dragon", "dresser", "drill", "drums", "duck", "dumbbell",
+    "ear", "elbow", "elephant", "envelope", "eraser", "eye", "eyeglasses", "face", "fan",
+    "feather", "fence", "finger", "fire hydrant", "fireplace", "firetruck", "fish", "flamingo",
+    "flashlight", "flip flops", "floor lamp", "flower", "flying saucer", "foot", "fork", "frog",
+    "frying pan", "garden", "garden hose", "giraffe", "goatee", "golf club", "grapes", "grass",
+    "guitar", "hamburger", "hammer", "hand", "harp", "hat", "headphones", "hedgehog",
+    "helicopter", "helmet", "hexagon", "hockey puck", "hockey stick", "horse", "hospital",
+    "hot air balloon", "hot dog", "hot tub", "hourglass", "house", "house plant", "hurricane",
+    "ice cream", "jacket", "jail", "kangaroo", "key", "keyboard", "knee", "knife", "ladder",
+    "lantern", "laptop", "leaf", "leg", "light bulb", "lighter", "lighthouse", "lightning",
+    "line", "lion", "lipstick", "lobster", "lollipop", "mailbox", "map", "marker", "matches",
+    "megaphone", "mermaid", "microphone", "microwave", "monkey", "moon", "mosquito",
+    "motorbike", "mountain", "mouse", "moustache", "mouth", "mug", "mushroom", "nail",
+    "necklace", "nose", "ocean", "octagon", "octopus", "onion", "oven", "owl", "paintbrush",
+    "paint can", "palm tree", "panda", "pants", "paper clip", "parachute", "parrot", "passport",
+    "peanut", "pear", "peas", "pencil", "penguin", "piano", "pickup truck", "picture frame",
+    "pig", "pillow", "pineapple", "pizza", "pliers", "police car", "pond", "pool", "popsicle",
+    "postcard", "potato", "power outlet", "purse", "rabbit", "raccoon", "radio", "rain",
+    "rainbow", "rake", "remote control", "rhinoceros", "rifle", "river", "roller coaster",
+    "rollerskates", "sailboat", "sandwich", "saw", "saxophone", "school bus", "scissors",
+    "scorpion", "screwdriver", "sea turtle", "see saw", "shark", "sheep", "shoe", "shorts",
+    "shovel", "sink", "skateboard", "skull", "skyscraper", "sleeping bag", "smiley face",
+    "snail", "snake", "snorkel", "snowflake", "snowman", "soccer ball", "sock", "speedboat",
+    "spider", "spoon", "spreadsheet", "square", "squiggle", "squirrel", "stairs", "star",
+    "steak", "stereo", "stethoscope", "stitches", "stop sign", "stove", "strawberry",
+    "streetlight", "string bean", "submarine", "suitcase", "sun", "swan", "sweater",
+    "swing set", "sword", "syringe", "table", "teapot", "teddy-bear", "telephone", "television",
+    "tennis racquet", "tent", "The Eiffel Tower", "The Great Wall of China", "The Mona Lisa",
+    "tiger", "toaster", "toe", "toilet", "tooth", "toothbrush", "toothpaste", "tornado",
+    "tractor", "traffic light", "train", "tree", "triangle", "trombone", "truck", "trumpet",
+    "t-shirt", "umbrella", "underwear", "van", "vase", "violin", "washing machine",
+    "watermelon", "waterslide", "whale", "wheel", "windmill", "wine bottle", "wine glass",
+    "wristwatch", "yoga", "zebra", "zigzag",
+)
 
 # ----------------------------------------------------------------------------- formats
 
@@ -310,29 +358,38 @@ class SketchShapes(tfds.core.GeneratorBasedBuilder):
 
 
 class SketchQuickdraw(tfds.core.GeneratorBasedBuilder):
-    """QuickDraw sketch-rnn ``<class>.npz`` files placed in the manual dir; ``label`` is the
-    class's position in the sorted file names (up to QuickDraw's 345 classes)."""
+    """QuickDraw sketch-rnn ``<category>.npz`` files placed in the manual dir, any subset of the
+    345 categories; ``label`` is the category's index in ``QUICKDRAW_CLASSES``, so a category
+    keeps its label (and name) whichever others are present."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "stroke-3 sketches of every .npz in the manual dir."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "stroke-3 sketches of every .npz in the manual dir.",
+        "1.1.0": "labels are QuickDraw's category indices, with their names (were: sorted file order).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put <class>.npz files from https://storage.googleapis.com/quickdraw_dataset/sketchrnn "
+        "Put <category>.npz files from https://storage.googleapis.com/quickdraw_dataset/sketchrnn "
         "into the manual dir (<data_dir>/downloads/manual)."
     )
 
     def _info(self):
         return self.dataset_info_from_configs(
             description=self.__doc__,
-            features=_features(tfds.features.ClassLabel(num_classes=345)),
+            features=_features(tfds.features.ClassLabel(names=QUICKDRAW_CLASSES)),
             supervised_keys=("strokes", "label"),
         )
 
     def _split_generators(self, dl_manager):
         paths = sorted(Path(dl_manager.manual_dir).glob("*.npz"))
+        unknown = [p.name for p in paths if p.stem not in QUICKDRAW_CLASSES]
+        if unknown:
+            raise ValueError(f"{unknown} in {dl_manager.manual_dir} are not QuickDraw categories "
+                             f"(<category>.npz, e.g. 'cat.npz'; the 345 are jaxclf.data.strokes.QUICKDRAW_CLASSES)")
         return {split: self._generate_examples(paths, split) for split in ("train", "valid", "test")}
 
     def _generate_examples(self, paths, split):
-        for label, path in enumerate(paths):
+        for path in paths:
+            label = QUICKDRAW_CLASSES.index(path.stem)
             with np.load(path, encoding="latin1", allow_pickle=True) as f:
                 for i, s in enumerate(f[split]):
                     yield f"{path.stem}/{i}", {"strokes": np.asarray(s, np.float32), "label": label}
