@@ -152,3 +152,29 @@ def test_config_keys_added_later_with_default_values_are_no_change():
     old = {"optim": {"lr": 0.1}}
     assert config_diff(old, {"optim": {"lr": 0.1, "b1": 0.9}}, {"optim": {"b1": 0.9}}) == []
     assert config_diff(old, {"optim": {"lr": 0.1, "b1": 0.5}}, {"optim": {"b1": 0.9}}) == ["optim.b1: '<absent>' -> 0.5"]
+
+
+def test_checkpoints_written_with_orbax_standard_handler_still_restore(tmp_path):
+    """Steps saved by Orbax's own StandardSave (with a sharding file per array, as jaxclf
+    wrote them before) restore through jaxclf's manager; jaxclf's own steps have no
+    sharding files, and restore onto the target's sharding."""
+    import orbax.checkpoint as ocp
+
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    item = {"w": jax.device_put(np.arange(6.0, dtype=np.float32).reshape(2, 3), device),
+            "n": jax.device_put(np.int32(7), device)}
+    with ocp.CheckpointManager(tmp_path / "old") as old:
+        old.save(3, args=ocp.args.StandardSave(item))
+    assert list((tmp_path / "old" / "3").rglob("_sharding"))
+    step, restored = checkpoint.restore_latest(checkpoint.manager(tmp_path / "old", 2), item)
+    assert step == 3
+    jax.tree.map(np.testing.assert_array_equal, restored, item)
+
+    mngr = checkpoint.manager(tmp_path / "new", 2)
+    checkpoint.save(mngr, 5, item)
+    mngr.wait_until_finished()
+    assert not list((tmp_path / "new" / "5").rglob("_sharding"))
+    step, restored = checkpoint.restore_latest(mngr, item)
+    assert step == 5 and restored["w"].sharding == device
+    jax.tree.map(np.testing.assert_array_equal, restored, item)
+    assert checkpoint.load(tmp_path / "new")[0] == 5

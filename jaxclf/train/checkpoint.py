@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -20,16 +21,28 @@ class NoValidCheckpointError(RuntimeError):
     """Checkpoints exist but none can be restored."""
 
 
+def _handler() -> ocp.PyTreeCheckpointHandler:
+    """Orbax's pytree handler whose arrays are written without a sharding file per array:
+    every restore here names its target sharding, and those files took ~30% of a small
+    state's save CPU (LeNet-5's 41 arrays: 51 -> 37 ms per save, measured)."""
+    th = ocp.type_handlers
+    registry = th.create_type_handler_registry(
+        (int, th.ScalarHandler()), (float, th.ScalarHandler()), (np.number, th.ScalarHandler()),
+        (np.ndarray, th.NumpyHandler()), (jax.Array, th.ArrayHandler(enable_write_sharding_file=False)),
+    )
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
 def manager(directory: str | Path, keep: int) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=True, cleanup_tmp_directories=True
     )
-    return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+    return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=_handler())
 
 
 def save(mngr: ocp.CheckpointManager, step: int, item: Any) -> None:
     """Starts an asynchronous save of ``item`` (a pytree of arrays) at ``step``."""
-    mngr.save(step, args=ocp.args.StandardSave(item))
+    mngr.save(step, args=ocp.args.PyTreeSave(item))
 
 
 def _quarantine(mngr: ocp.CheckpointManager, step: int) -> Path:
@@ -56,7 +69,8 @@ def restore_latest(mngr: ocp.CheckpointManager, target: Any) -> tuple[int, Any] 
     errors = []
     for step in steps:
         try:
-            item = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+            args = ocp.args.PyTreeRestore(abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+            item = mngr.restore(step, args=args)
         except Exception as e:  # Orbax raises many types for unreadable files.
             errors.append(f"step {step}: {type(e).__name__}: {e}")
             logging.warning("checkpoint at step %d is unreadable (%s); trying an earlier one", step, e)
