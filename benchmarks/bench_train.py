@@ -14,7 +14,8 @@ counts are asserted equal) and trained the way a PyTorch user would: ``zero_grad
 
 Throughput is examples/s, the median over repeats of a block of steps (about ``block_s``
 seconds) after warm-up; the two frameworks alternate block by block in one process on the
-same 2 cores, so machine load hits both alike. That process runs under jaxclf's malloc
+same 2 cores, so machine load hits both alike. The ratio is the median of the per-repeat
+ratios (each repeat times both sides back to back; see ``comparison``). That process runs under jaxclf's malloc
 settings (``jaxclf.malloc``, see ``benchmarks/__init__.py``), which speed up PyTorch's eager
 steps as well (Sketch-RNN 773 -> 968 ex/s, LSTM 5,692 -> 7,205): the baseline is not run
 with glibc's defaults, which would favour jaxclf. Threads: ``torch.set_num_threads(2)`` with
@@ -423,11 +424,19 @@ def measure(runners: dict[str, Runner], batch: int, *, repeats: int, block_s: fl
 
 def comparison(name: str, ours: list[float], theirs: list[float] | None, *, target: float, units: str = "examples/s",
                baseline: str = "pytorch_eager", **extra) -> dict:
-    """One results entry: both medians, their ratio and whether it meets ``target``."""
+    """One results entry: both medians, the ratio and whether it meets ``target``.
+
+    ``ours[i]`` and ``theirs[i]`` were measured back to back, so the ratio is the median of
+    the per-repeat ratios: the machine's speed drifts by 10-30% within seconds, which a paired
+    ratio cancels and a ratio of the two medians does not (that one is kept as
+    ``ratio_of_medians``)."""
     a = statistics.median(ours)
     b = statistics.median(theirs) if theirs else None
-    ratio = a / b if b else None
+    if theirs and len(theirs) != len(ours):
+        raise ValueError(f"{name}: {len(ours)} samples of ours but {len(theirs)} of the baseline; they must pair up")
+    ratio = statistics.median(x / y for x, y in zip(ours, theirs)) if theirs else None
     return {"name": name, "units": units, "ours": a, "baseline": baseline, "theirs": b, "ratio": ratio,
+            "ratio_of_medians": a / b if b else None,
             "target": target, "met": None if ratio is None or target is None else ratio >= target,
             "samples": {"ours": ours, "theirs": theirs}, **extra}
 

@@ -225,7 +225,8 @@ def markdown(report: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in m['load_avg_start'])}, at end "
         f"{', '.join(f'{x:.1f}' for x in m.get('load_avg_end', m['load_avg_start']))}",
         "", "The machine may be shared: absolute numbers are noisy, ratios are measured side by side "
-        "(alternating blocks in one process).", "",
+        "(alternating blocks in one process); each ratio is the median of the per-repeat ratios, which cancels "
+        "the machine's drift between repeats.", "",
     ]
     train = by_kind("train_step")
     if train:
@@ -263,7 +264,8 @@ def markdown(report: dict) -> str:
                   "`train_and_evaluate`, minus every JAX compilation span and every evaluation in that window "
                   "(union, so overlaps count once); logging, checkpoints and host-device traffic stay in. Bare: "
                   "the same step function the loop builds, jitted alone, one fixed batch, the same number of steps. "
-                  "Loop and bare alternate 5 times (medians); one untimed loop run up to the first evaluation "
+                  f"Loop and bare alternate {len(loops[0]['samples']['ours'])} times (medians); one untimed loop run "
+                  "up to the first evaluation "
                   "precedes them, as the bare step's compiling call does (one-time costs: first checkpoint save, "
                   "first TensorBoard writer). Target loop/bare >= 0.95.", "",
                   "| config | steps | K, log, eval, ckpt every | loop ex/s | bare ex/s | loop/bare | target >= 0.95 | excluded compile + eval s |",

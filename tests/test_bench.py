@@ -41,7 +41,9 @@ def test_compare_case_measures_jax_and_baseline(lenet_entry):
     assert e["ours"] == statistics.median(e["samples"]["ours"]) > 0
     assert e["theirs"] == statistics.median(e["samples"]["theirs"])
     assert 8 / 0.002 / 3 < e["theirs"] < 8 / 0.002 * 1.01  # the fake baseline's known speed
-    assert e["ratio"] == pytest.approx(e["ours"] / e["theirs"])
+    pairs = [a / b for a, b in zip(e["samples"]["ours"], e["samples"]["theirs"])]
+    assert e["ratio"] == pytest.approx(statistics.median(pairs))
+    assert e["ratio_of_medians"] == pytest.approx(e["ours"] / e["theirs"])
     assert e["met"] == (e["ratio"] >= 1.0)
     assert e["jax"]["compile_s"] > 0 and e["jax"]["memory"]["peak_bytes"] > 0
 
@@ -52,9 +54,17 @@ def test_parameter_counts_must_match():
 
 
 def test_comparison_arithmetic():
+    # per-repeat ratios 2, 0.75, 2: the ratio is their median; the medians' ratio is kept beside it
     e = bench_train.comparison("m", [100.0, 300.0, 200.0], [50.0, 400.0, 100.0], target=0.95)
-    assert (e["ours"], e["theirs"], e["ratio"], e["met"]) == (200.0, 100.0, 2.0, True)
+    assert (e["ours"], e["theirs"], e["ratio"], e["ratio_of_medians"], e["met"]) == (200.0, 100.0, 2.0, 2.0, True)
+    # drift: both sides twice as fast in the second repeat; the paired ratio sees 0.9 each time
+    e = bench_train.comparison("m", [90.0, 180.0], [100.0, 200.0], target=0.95)
+    assert e["ratio"] == pytest.approx(0.9) and e["ratio_of_medians"] == pytest.approx(0.9) and not e["met"]
+    e = bench_train.comparison("m", [90.0, 180.0, 400.0], [100.0, 200.0, 100.0], target=0.95)
+    assert e["ratio"] == pytest.approx(0.9) and e["ratio_of_medians"] == pytest.approx(1.8)
     assert bench_train.comparison("m", [1.0], None, target=1.0)["ratio"] is None
+    with pytest.raises(ValueError, match="pair up"):
+        bench_train.comparison("m", [1.0, 2.0], [1.0], target=1.0)
 
 
 def test_sketch_batch_has_end_rows():
