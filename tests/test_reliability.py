@@ -156,8 +156,8 @@ def test_config_keys_added_later_with_default_values_are_no_change():
 
 def test_checkpoints_written_with_orbax_standard_handler_still_restore(tmp_path):
     """Steps saved by Orbax's own StandardSave (with a sharding file per array, as jaxclf
-    wrote them before) restore through jaxclf's manager; jaxclf's own steps have no
-    sharding files, and restore onto the target's sharding."""
+    wrote them before) restore through jaxclf's manager and ``load``; jaxclf's own steps have
+    no sharding files, and restore onto the target's sharding."""
     import orbax.checkpoint as ocp
 
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -169,6 +169,9 @@ def test_checkpoints_written_with_orbax_standard_handler_still_restore(tmp_path)
     step, restored = checkpoint.restore_latest(checkpoint.manager(tmp_path / "old", 2), item)
     assert step == 3
     jax.tree.map(np.testing.assert_array_equal, restored, item)
+    step, loaded = checkpoint.load(tmp_path / "old")  # without a target, as tools read it
+    assert step == 3
+    jax.tree.map(np.testing.assert_array_equal, loaded, item)
 
     mngr = checkpoint.manager(tmp_path / "new", 2)
     checkpoint.save(mngr, 5, item)
@@ -177,4 +180,6 @@ def test_checkpoints_written_with_orbax_standard_handler_still_restore(tmp_path)
     step, restored = checkpoint.restore_latest(mngr, item)
     assert step == 5 and restored["w"].sharding == device
     jax.tree.map(np.testing.assert_array_equal, restored, item)
-    assert checkpoint.load(tmp_path / "new")[0] == 5
+    step, loaded = checkpoint.load(tmp_path / "new")
+    assert step == 5 and loaded["w"].sharding == device
+    jax.tree.map(np.testing.assert_array_equal, loaded, item)

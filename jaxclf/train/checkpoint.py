@@ -45,6 +45,11 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any) -> None:
     mngr.save(step, args=ocp.args.PyTreeSave(item))
 
 
+def _restore_args(target: Any) -> ocp.args.PyTreeRestore:
+    """Reads each array straight into the shape, dtype and sharding ``target`` gives it."""
+    return ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))
+
+
 def _quarantine(mngr: ocp.CheckpointManager, step: int) -> Path:
     """Moves an unreadable step out of the manager's sight (kept for inspection, not deleted)."""
     source = Path(mngr.directory) / str(step)
@@ -69,8 +74,7 @@ def restore_latest(mngr: ocp.CheckpointManager, target: Any) -> tuple[int, Any] 
     errors = []
     for step in steps:
         try:
-            args = ocp.args.PyTreeRestore(abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
-            item = mngr.restore(step, args=args)
+            item = mngr.restore(step, args=_restore_args(abstract))
         except Exception as e:  # Orbax raises many types for unreadable files.
             errors.append(f"step {step}: {type(e).__name__}: {e}")
             logging.warning("checkpoint at step %d is unreadable (%s); trying an earlier one", step, e)
@@ -93,8 +97,7 @@ def load(directory: str | Path, step: int | None = None) -> tuple[int, Any]:
     compare runs, export weights). ``step`` defaults to the latest.
     """
     options = ocp.CheckpointManagerOptions(create=False)
-    handler = ocp.StandardCheckpointHandler()
-    with ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=handler) as mngr:
+    with ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=_handler()) as mngr:
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {directory}")
@@ -103,4 +106,4 @@ def load(directory: str | Path, step: int | None = None) -> tuple[int, Any]:
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
             dict(mngr.item_metadata(step).tree),
         )
-        return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+        return step, mngr.restore(step, args=_restore_args(target))
