@@ -10,8 +10,9 @@ The argument is a comma-separated list, in any order, of: a cell (``rnn`` vanill
 1.0), ``sgd`` (SGD with momentum 0.9, lr 0.1, instead of Adam, lr 3e-3: the setting where the
 vanilla RNN's gradient explodes, as Adam's per-parameter scaling mostly hides it), ``long``
 (6,000 steps instead of 2,000), ``large`` (40,000 training sequences instead of 4,000),
-``fbN`` (the LSTM's forget-gate bias starts at N instead of 1: ``model.cell_options``), and
-``smoke``. Defaults: ``rnn,100,noclip``; Adam, 2,000 steps of 64 sequences.
+``fbN`` (the LSTM's forget-gate bias starts at N instead of 1: ``model.cell_options``),
+``ubN`` (the GRU's update-gate bias starts at N, e.g. ``ub-3``, instead of 0), ``rsS`` (the
+recurrent weights start orthogonal times S instead of 1, e.g. ``rs0.5``), and ``smoke``. Defaults: ``rnn,100,noclip``; Adam, 2,000 steps of 64 sequences.
 
     python -m jaxclf.main --config=configs/gradients_first_symbol.py:rnn,100,noclip --workdir=runs/gradients/rnn_100_noclip_s0 --config.seed=0
 
@@ -22,12 +23,15 @@ The whole grid, its table and plots: ``python experiments/gradients/run.py``
 (experiments/gradients/README.md).
 """
 
+import math
+
 from jaxclf import recipes
 from jaxclf.config import base_config
 
 CELLS = ("rnn", "lstm", "gru")
 LENGTHS = (10, 25, 50, 100, 200)
 CLIP_NORM = 1.0
+CELL_OPTION_TOKENS = {"fb": "forget_bias", "ub": "update_bias", "rs": "recurrent_scale"}  # token prefix -> model.cell_options key
 
 
 def get_config(arg=None):
@@ -75,10 +79,18 @@ def _apply(c, token: str) -> None:
         c.optim.name, c.optim.lr, c.optim.momentum = "momentum", 0.1, 0.9
     elif token == "long":
         c.train.num_steps = 6000
-    elif token.startswith("fb") and token[2:].isdigit():
-        c.model.cell_options = {"forget_bias": float(token[2:])}  # the LSTM's; validation rejects others
+    elif token[:2] in CELL_OPTION_TOKENS and _is_number(token[2:]):
+        option = CELL_OPTION_TOKENS[token[:2]]  # validation rejects an option the cell lacks
+        c.model.cell_options = {**(c.model.get("cell_options") or {}), option: float(token[2:])}
     elif token == "smoke":
         recipes.smoke(c)
     else:
-        valid = ", ".join([*CELLS, *map(str, LENGTHS), "clip", "noclip", "sgd", "long", "large", "fbN", "smoke"])
+        valid = ", ".join([*CELLS, *map(str, LENGTHS), "clip", "noclip", "sgd", "long", "large", "fbN", "ubN", "rsS", "smoke"])
         raise ValueError(f"unknown variant {token!r}; valid (comma-separated): {valid}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

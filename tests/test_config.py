@@ -102,8 +102,16 @@ def test_model_settings_are_checked_before_any_compute():
     config_lib.validate(c)
     with c.unlocked():
         c.model.cell_options = {"forgetbias": 3.0}
-    with pytest.raises(ValueError, match="cell 'lstm' has no option 'forgetbias'; its options: forget_bias"):
+    with pytest.raises(ValueError, match="cell 'lstm' has no option 'forgetbias'; its options: recurrent_scale, forget_bias"):
         config_lib.validate(c)
+    c = parse(config=os.path.join(REPO, "configs", "gradients_first_symbol.py") + ":gru,200,ub-3,rs0.5")
+    assert c.model.cell_options.to_dict() == {"update_bias": -3.0, "recurrent_scale": 0.5}
+    config_lib.validate(c)
+    c = parse(config=os.path.join(REPO, "configs", "gradients_first_symbol.py") + ":rnn,100,ub-3")
+    with pytest.raises(ValueError, match="cell 'rnn' has no option 'update_bias'; its options: recurrent_scale, activation"):
+        config_lib.validate(c)
+    with pytest.raises(ValueError, match="unknown variant 'fbnan'.*ubN, rsS"):
+        config_lib.load(os.path.join(REPO, "configs", "gradients_first_symbol.py"), "lstm,fbnan")
     c = parse()
     with c.unlocked():
         c.model.widht = 3

@@ -321,8 +321,48 @@ def test_cell_options_reach_every_cell_of_the_model_and_unknown_ones_list_the_va
     np.testing.assert_allclose(cell.apply({"params": params}, h, xt)[0],
                                np.maximum(np.asarray(h) @ wh + np.asarray(xt) @ wx + b, 0), rtol=1e-5, atol=1e-5)
 
-    assert cells.cell_options("lstm") == ("forget_bias",) and cells.cell_options("gru") == ()
-    with pytest.raises(ValueError, match=r"cell 'lstm' has no option 'forgetbias'; its options: forget_bias"):
+    assert cells.cell_options("lstm") == ("recurrent_scale", "forget_bias")
+    assert cells.cell_options("gru") == ("recurrent_scale", "update_bias")
+    assert cells.cell_options("rnn") == ("recurrent_scale", "activation") and cells.cell_options("flax_gru") == ()
+    with pytest.raises(ValueError, match=r"cell 'lstm' has no option 'forgetbias'; its options: recurrent_scale, forget_bias"):
         cells.make_cell("lstm", H, options={"forgetbias": 3.0})
-    with pytest.raises(ValueError, match="cell 'gru' has no option 'forget_bias'; its options: none"):
+    with pytest.raises(ValueError, match="cell 'gru' has no option 'forget_bias'; its options: recurrent_scale, update_bias"):
         recurrent.RNNClassifier(cell="gru", cell_options={"forget_bias": 3.0}).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="cell 'flax_gru' has no option 'update_bias'; its options: none"):
+        cells.make_cell("flax_gru", H, options={"update_bias": -3.0})
+
+
+@pytest.mark.parametrize("name", ["gru", "gru_reset_after"])
+def test_gru_update_bias_keeps_the_old_state(name):
+    """``update_bias`` sets the update gate's block of the input bias only; with it at -b the
+    step mixes ``G_u = sigma(... - b)`` of the candidate into h, as the lecture's formula says."""
+    cell = cells.make_cell(name, H, options={"update_bias": -3.0})
+    h, xt = jax.random.normal(jax.random.key(2), (B, H)), jax.random.normal(jax.random.key(3), (B, F))
+    params = cell.init(jax.random.key(4), h, xt)["params"]
+    bias = np.asarray(params["input"]["bias"]).reshape(3, H)
+    np.testing.assert_array_equal(bias, np.repeat([[0.0], [-3.0], [0.0]], H, 1))
+    default = cells.make_cell(name, H).init(jax.random.key(4), h, xt)["params"]
+    np.testing.assert_array_equal(default["input"]["bias"], 0.0)
+    # only the bias differs from the default's parameters, and it moves the new state toward h
+    same = jax.tree.map(lambda a, b: bool((a == b).all()), params, default)
+    assert not same["input"]["bias"] and all(jax.tree.leaves({k: v for k, v in same.items() if k != "input"}))
+    new, old = cell.apply({"params": params}, h, xt)[0], cell.apply({"params": default}, h, xt)[0]
+    assert np.abs(np.asarray(new - h)).mean() < 0.25 * np.abs(np.asarray(old - h)).mean()
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "gru_reset_after"])
+def test_recurrent_scale_sets_every_singular_value_of_w_h(name):
+    """``recurrent_scale`` s: each recurrent kernel starts as s times an orthogonal matrix
+    (numpy's SVD), so a linear recurrence scales a state by s per step; the input kernel is
+    untouched."""
+    xt = jnp.zeros((1, F))
+    h = cells.zero_carry(cells.make_cell(name, H), 1, F)
+    base = cells.make_cell(name, H).init(jax.random.key(0), h, xt)["params"]
+    scaled = cells.make_cell(name, H, options={"recurrent_scale": 0.5}).init(jax.random.key(0), h, xt)["params"]
+    recurrent_kernels = [k for k in scaled if k.startswith("hidden")]
+    assert recurrent_kernels
+    for k in recurrent_kernels:
+        w = np.asarray(scaled[k]["kernel"])
+        np.testing.assert_allclose(np.linalg.svd(w, compute_uv=False), 0.5, rtol=1e-5)
+        np.testing.assert_allclose(w, 0.5 * np.asarray(base[k]["kernel"]), rtol=1e-6)
+    np.testing.assert_array_equal(scaled["input"]["kernel"], base["input"]["kernel"])

@@ -33,9 +33,15 @@ CELLS = ("rnn", "lstm", "gru")
 LENGTHS = (10, 25, 50, 100, 200)
 CLIPS = ("noclip", "clip")
 GRID = [(f"{cell},{t},{clip}", 0) for t in LENGTHS for cell in CELLS for clip in CLIPS]
-def _forget_arg(length: int, bias: int) -> str:
-    """The LSTM run at ``length`` with forget-gate bias ``bias`` (1: the grid's own run)."""
-    return f"lstm,{length},noclip" + ("" if bias == 1 else f",fb{bias}")
+# The gate whose initial bias decides how much state a gated cell keeps per step: cell ->
+# (config token prefix, gate, biases tried, the library's default; model.cell_options).
+GATES = {"lstm": ("fb", "forget", (1, 3, 5), 1), "gru": ("ub", "update", (0, -3, -5), 0)}
+
+
+def _gate_arg(cell: str, length: int, bias: int) -> str:
+    """The ``cell`` run at ``length`` with its gate bias at ``bias`` (the default: the grid's run)."""
+    token, _, _, default = GATES[cell]
+    return f"{cell},{length},noclip" + ("" if bias == default else f",{token}{bias}")
 
 
 SGD_LENGTHS = (25, 50, 100)
@@ -48,11 +54,11 @@ SHOW_SGD_LENGTHS = (25, 100)  # the explosion panels of grad_norms.png
 SHOW_ADAM_LENGTH = 100
 PROFILE_LENGTHS = (25, 100, 200)
 PROFILE_EXAMPLES = 256
-FORGET_BIASES = (1, 3, 5)  # the LSTM's initial forget-gate bias (model.cell_options); 1 is the default
-FORGET_BIAS_LENGTH = 100  # of the state-gradient panel
-FORGET_LENGTHS = (100, 200)
-FORGET_SEEDS = (0, 1, 2)
-FORGET = [(_forget_arg(t, b), seed) for t in FORGET_LENGTHS for b in FORGET_BIASES for seed in FORGET_SEEDS]
+GATE_BIAS_LENGTH = 100  # of the state-gradient panel
+GATE_LENGTHS = (100, 200)
+GATE_SEEDS = (0, 1, 2)
+GATE = [(_gate_arg(cell, t, b), seed) for cell, (_, _, biases, _) in GATES.items() for t in GATE_LENGTHS
+        for b in biases for seed in GATE_SEEDS]
 COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
 
 sys.path.insert(0, str(HERE))
@@ -154,13 +160,14 @@ def extra_table(root: Path, results: dict) -> list[str]:
     return lines
 
 
-def forget_table(results: dict) -> list[str]:
-    """Test accuracy of the LSTM (Adam, no clipping, 2,000 steps) per initial forget bias."""
-    head = "| forget-gate bias at init | " + " | ".join(f"T={t}, seeds {'/'.join(map(str, FORGET_SEEDS))}" for t in FORGET_LENGTHS) + " |"
-    lines = [head, "|---|" + "---|" * len(FORGET_LENGTHS)]
-    for b in FORGET_BIASES:
-        cells = [" / ".join(_pct(results[(_forget_arg(t, b), s)]["accuracy"]) for s in FORGET_SEEDS) for t in FORGET_LENGTHS]
-        lines.append(f"| {b}{' (default)' if b == 1 else ''} | " + " | ".join(cells) + " |")
+def gate_table(results: dict, cell: str) -> list[str]:
+    """Test accuracy of ``cell`` (Adam, no clipping, 2,000 steps) per initial gate bias."""
+    _, gate, biases, default = GATES[cell]
+    head = f"| {gate}-gate bias at init | " + " | ".join(f"T={t}, seeds {'/'.join(map(str, GATE_SEEDS))}" for t in GATE_LENGTHS) + " |"
+    lines = [head, "|---|" + "---|" * len(GATE_LENGTHS)]
+    for b in biases:
+        cells = [" / ".join(_pct(results[(_gate_arg(cell, t, b), s)]["accuracy"]) for s in GATE_SEEDS) for t in GATE_LENGTHS]
+        lines.append(f"| {b}{' (default)' if b == default else ''} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -277,21 +284,21 @@ def profiles(root: Path, length: int) -> dict:
     return out
 
 
-def forget_bias_profiles(length: int) -> dict:
-    """{bias: relative dL/dh_t profile} of the LSTM at initialisation, forget bias varied
-    (the parameters the ``FORGET`` runs start from)."""
+def gate_bias_profiles(cell: str, length: int) -> dict:
+    """{bias: relative dL/dh_t profile} of ``cell`` at initialisation, its gate bias varied
+    (the parameters the ``GATE`` runs start from)."""
     import numpy as np
 
     from jaxclf import data
     from state_grads import relative_profile
 
     out = {}
-    for b in FORGET_BIASES:
-        c = load_config(_forget_arg(length, b), 0)
+    for b in GATES[cell][2]:
+        c = load_config(_gate_arg(cell, length, b), 0)
         ds = data.load(c.dataset)
         x, y = ds.splits["test"].inputs[:PROFILE_EXAMPLES], ds.splits["test"].labels[:PROFILE_EXAMPLES]
         params = init_params(c, ds.num_classes, x[:1])
-        out[b] = np.asarray(relative_profile("lstm", c.model.hidden, ds.num_classes, params, x, y))
+        out[b] = np.asarray(relative_profile(cell, c.model.hidden, ds.num_classes, params, x, y))
     return out
 
 
@@ -307,10 +314,12 @@ def plot_state_gradients(root: Path, path: Path) -> dict:
             ax.plot(np.arange(length), np.maximum(prof, 1e-30), "-" if when == "trained" else "--", color=COLORS[cell], label=f"{cell}, {when}")
         ax.set_title(f"T = {length}: at initialisation and after training")
     ax = axes[-1]
-    for b, prof in forget_bias_profiles(FORGET_BIAS_LENGTH).items():
-        summary[(FORGET_BIAS_LENGTH, f"lstm forget bias {b:g}", "init")] = float(prof[0])
-        ax.plot(np.arange(FORGET_BIAS_LENGTH), np.maximum(prof, 1e-30), lw=1 + b / 3, color="tab:blue", alpha=0.4 + b / 10, label=f"forget bias {b:g}" + (" (library default)" if b == 1 else ""))
-    ax.set_title(f"LSTM at initialisation, T = {FORGET_BIAS_LENGTH}: forget-gate bias")
+    for cell, (_, gate, biases, default) in GATES.items():
+        for i, (b, prof) in enumerate(gate_bias_profiles(cell, GATE_BIAS_LENGTH).items()):
+            summary[(GATE_BIAS_LENGTH, f"{cell} {gate} bias {b:g}", "init")] = float(prof[0])
+            ax.plot(np.arange(GATE_BIAS_LENGTH), np.maximum(prof, 1e-30), lw=1 + i, color=COLORS[cell], alpha=0.5 + i / 4,
+                    label=f"{cell}, {gate} bias {b:g}" + (" (library default)" if b == default else ""))
+    ax.set_title(f"At initialisation, T = {GATE_BIAS_LENGTH}: gate biases")
     for ax in axes:
         ax.set_yscale("log")
         ax.set_xlabel("step t (the loss reads the state at t = T-1)")
@@ -333,7 +342,7 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    results = {(arg, seed): run(root, arg, seed) for arg, seed in SGD + GRID + EXTRA + FORGET}
+    results = {(arg, seed): run(root, arg, seed) for arg, seed in SGD + GRID + EXTRA + GATE}
     plot_accuracy(results, HERE / "accuracy_vs_length.png")
     plot_grad_norms(root, HERE / "grad_norms.png")
     summary = plot_state_gradients(root, HERE / "state_gradients.png")
@@ -355,11 +364,14 @@ def main() -> None:
         "",
         *extra_table(root, results),
         "",
-        "## The LSTM's forget-gate bias (Adam, no clipping, 2,000 steps): test accuracy %",
+        "## The gated cells' gate biases (Adam, no clipping, 2,000 steps): test accuracy %",
         "",
         f"Command: `python -m jaxclf.main --config={CONFIG}:lstm,T,noclip,fbB --workdir={_shown(root)}/lstm_T_noclip_fbB_sS --config.seed=S`",
+        "(the LSTM's forget-gate bias B), `:gru,T,noclip,ubB` (the GRU's update-gate bias B).",
         "",
-        *forget_table(results),
+        *gate_table(results, "lstm"),
+        "",
+        *gate_table(results, "gru"),
         "",
         "## ||dL/dh_0|| / ||dL/dh_{T-1}|| (median over 256 test sequences; Adam, noclip runs)",
         "",
@@ -369,8 +381,9 @@ def main() -> None:
     for length in PROFILE_LENGTHS:
         vals = [f"{summary[(length, cell, when)]:.2g}" for cell in CELLS for when in ("init", "trained")]
         lines.append(f"| {length} | " + " | ".join(vals) + " |")
-    lines += ["", f"LSTM at initialisation, T = {FORGET_BIAS_LENGTH}, forget-gate bias b (`model.cell_options`):", ""]
-    lines += [f"- b = {b:g}: {summary[(FORGET_BIAS_LENGTH, f'lstm forget bias {b:g}', 'init')]:.2g}" for b in FORGET_BIASES]
+    for cell, (_, gate, biases, _) in GATES.items():
+        lines += ["", f"{cell} at initialisation, T = {GATE_BIAS_LENGTH}, {gate}-gate bias b (`model.cell_options`):", ""]
+        lines += [f"- b = {b:g}: {summary[(GATE_BIAS_LENGTH, f'{cell} {gate} bias {b:g}', 'init')]:.2g}" for b in biases]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

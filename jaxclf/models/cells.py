@@ -63,12 +63,16 @@ class _SplitCell(nn.RNNCellBase):
 
     features: int
     dtype: Any = jnp.float32  # of the matmuls and gates; carries and parameters stay float32
+    # W_h starts orthogonal times this: every singular value equals it, so at initialisation
+    # a linear recurrence scales a state by exactly recurrent_scale per step (< 1 vanishes,
+    # > 1 explodes).
+    recurrent_scale: float = 1.0
     num_gates: ClassVar[int] = 1
 
     @nn.nowrap
     def _dense(self, blocks: int, *, recurrent: bool, bias_offsets: dict | None = None):
         """A projection onto ``blocks`` gate blocks; no bias when ``bias_offsets`` is None."""
-        init = nn.initializers.orthogonal() if recurrent else nn.initializers.lecun_normal()
+        init = nn.initializers.orthogonal(self.recurrent_scale) if recurrent else nn.initializers.lecun_normal()
         return nn.Dense(
             blocks * self.features,
             use_bias=bias_offsets is not None,
@@ -142,14 +146,17 @@ class GRUCell(_SplitCell):
 
     ``G_{r,u} = sigma(W [h, x] + b)``, ``c~ = Psi(W_c [G_r * h, x] + b_c)`` (lecture) or
     ``Psi(W_xc x + b_xc + G_r * (W_hc h + b_hc))`` (``reset_after``),
-    ``h = G_u * c~ + (1 - G_u) * h_prev``.
+    ``h = G_u * c~ + (1 - G_u) * h_prev``. The update-gate bias starts at ``update_bias``
+    (0 by default, as in PyTorch and flax); a negative one keeps the old state early on, the
+    GRU's counterpart of the LSTM's forget-gate bias (sigma(-3) = 0.05 replaced per step).
     """
 
     num_gates: ClassVar[int] = 3
     reset_after: bool = False
+    update_bias: float = 0.0
 
     def setup(self):
-        self.input = self._dense(3, recurrent=False, bias_offsets={})
+        self.input = self._dense(3, recurrent=False, bias_offsets={1: self.update_bias})
         if self.reset_after:  # PyTorch's b_hh: only its candidate block is not redundant.
             self.hidden = self._dense(3, recurrent=True, bias_offsets={})
         else:
