@@ -54,7 +54,8 @@ SHOW_SGD_LENGTHS = (25, 100)  # the explosion panels of grad_norms.png
 SHOW_ADAM_LENGTH = 100
 PROFILE_LENGTHS = (25, 100, 200)
 PROFILE_EXAMPLES = 256
-GATE_BIAS_LENGTH = 100  # of the state-gradient panel
+GATE_BIAS_LENGTH = 100  # of the state-gradient panels at initialisation
+RECURRENT_SCALES = (0.5, 0.9, 1, 1.1, 1.5, 2)  # the vanilla cell's recurrent_scale (model.cell_options), profiles only
 GATE_LENGTHS = (100, 200)
 GATE_SEEDS = (0, 1, 2)
 GATE = [(_gate_arg(cell, t, b), seed) for cell, (_, _, biases, _) in GATES.items() for t in GATE_LENGTHS
@@ -284,21 +285,21 @@ def profiles(root: Path, length: int) -> dict:
     return out
 
 
-def gate_bias_profiles(cell: str, length: int) -> dict:
-    """{bias: relative dL/dh_t profile} of ``cell`` at initialisation, its gate bias varied
-    (the parameters the ``GATE`` runs start from)."""
+def init_profiles(cell: str, args: dict) -> dict:
+    """{key: relative dL/dh_t profile} of ``cell`` at initialisation, for the config argument
+    ``args[key]`` (seed 0: the parameters that run starts from)."""
     import numpy as np
 
     from jaxclf import data
     from state_grads import relative_profile
 
     out = {}
-    for b in GATES[cell][2]:
-        c = load_config(_gate_arg(cell, length, b), 0)
+    for key, arg in args.items():
+        c = load_config(arg, 0)
         ds = data.load(c.dataset)
         x, y = ds.splits["test"].inputs[:PROFILE_EXAMPLES], ds.splits["test"].labels[:PROFILE_EXAMPLES]
         params = init_params(c, ds.num_classes, x[:1])
-        out[b] = np.asarray(relative_profile(cell, c.model.hidden, ds.num_classes, params, x, y))
+        out[key] = np.asarray(relative_profile(cell, c.model.hidden, ds.num_classes, params, x, y))
     return out
 
 
@@ -306,20 +307,28 @@ def plot_state_gradients(root: Path, path: Path) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(PROFILE_LENGTHS) + 1, figsize=(5 * len(PROFILE_LENGTHS) + 5, 4.2))
+    fig, axes = plt.subplots(1, len(PROFILE_LENGTHS) + 2, figsize=(5 * len(PROFILE_LENGTHS) + 10, 4.2))
     summary = {}
     for ax, length in zip(axes, PROFILE_LENGTHS):
         for (cell, when), prof in profiles(root, length).items():
             summary[(length, cell, when)] = float(prof[0])
             ax.plot(np.arange(length), np.maximum(prof, 1e-30), "-" if when == "trained" else "--", color=COLORS[cell], label=f"{cell}, {when}")
         ax.set_title(f"T = {length}: at initialisation and after training")
-    ax = axes[-1]
+    ax = axes[-2]
     for cell, (_, gate, biases, default) in GATES.items():
-        for i, (b, prof) in enumerate(gate_bias_profiles(cell, GATE_BIAS_LENGTH).items()):
+        args = {b: _gate_arg(cell, GATE_BIAS_LENGTH, b) for b in biases}
+        for i, (b, prof) in enumerate(init_profiles(cell, args).items()):
             summary[(GATE_BIAS_LENGTH, f"{cell} {gate} bias {b:g}", "init")] = float(prof[0])
             ax.plot(np.arange(GATE_BIAS_LENGTH), np.maximum(prof, 1e-30), lw=1 + i, color=COLORS[cell], alpha=0.5 + i / 4,
                     label=f"{cell}, {gate} bias {b:g}" + (" (library default)" if b == default else ""))
     ax.set_title(f"At initialisation, T = {GATE_BIAS_LENGTH}: gate biases")
+    ax = axes[-1]
+    args = {s: f"rnn,{GATE_BIAS_LENGTH},noclip" + ("" if s == 1 else f",rs{s:g}") for s in RECURRENT_SCALES}
+    for i, (scale, prof) in enumerate(init_profiles("rnn", args).items()):
+        summary[(GATE_BIAS_LENGTH, f"rnn recurrent scale {scale:g}", "init")] = float(prof[0])
+        ax.plot(np.arange(GATE_BIAS_LENGTH), np.maximum(prof, 1e-30), color=plt.cm.Reds(0.35 + 0.65 * i / (len(args) - 1)),
+                label=f"W_h = {scale:g} x orthogonal" + (" (library default)" if scale == 1 else ""))
+    ax.set_title(f"Vanilla RNN at initialisation, T = {GATE_BIAS_LENGTH}: scale of W_h")
     for ax in axes:
         ax.set_yscale("log")
         ax.set_xlabel("step t (the loss reads the state at t = T-1)")
@@ -384,6 +393,8 @@ def main() -> None:
     for cell, (_, gate, biases, _) in GATES.items():
         lines += ["", f"{cell} at initialisation, T = {GATE_BIAS_LENGTH}, {gate}-gate bias b (`model.cell_options`):", ""]
         lines += [f"- b = {b:g}: {summary[(GATE_BIAS_LENGTH, f'{cell} {gate} bias {b:g}', 'init')]:.2g}" for b in biases]
+    lines += ["", f"rnn at initialisation, T = {GATE_BIAS_LENGTH}, W_h = S x orthogonal (`model.cell_options`):", ""]
+    lines += [f"- S = {v:g}: {summary[(GATE_BIAS_LENGTH, f'rnn recurrent scale {v:g}', 'init')]:.2g}" for v in RECURRENT_SCALES]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
