@@ -271,7 +271,7 @@ def load(cfg) -> Dataset:
     else:
         splits = {split: _prepare_dense(cfg, arrays) for split, arrays in raw.items()}
     if cfg.keep_classes:
-        keep = class_indices(cfg.keep_classes, class_names)
+        keep = _class_indices(cfg.keep_classes, class_names)
         splits = {k: _keep_classes(s, keep, num_classes) for k, s in splits.items()}
         class_names = tuple(class_names[c] for c in keep) if class_names else ()
         num_classes = len(keep)
@@ -288,7 +288,7 @@ def load(cfg) -> Dataset:
     return Dataset(cfg.name, splits, num_classes, class_names, mean, std)
 
 
-def class_indices(classes, class_names: Sequence[str]) -> tuple[int, ...]:
+def _class_indices(classes, class_names: Sequence[str]) -> tuple[int, ...]:
     """``dataset.keep_classes`` as indices: an int stays, a name is looked up in ``class_names``."""
     out = []
     for c in classes:
