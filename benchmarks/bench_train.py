@@ -15,10 +15,10 @@ counts are asserted equal) and trained the way a PyTorch user would: ``zero_grad
 Throughput is examples/s, the median over repeats of a block of steps (about ``block_s``
 seconds) after warm-up; the two frameworks alternate block by block in one process on the
 same 2 cores, so machine load hits both alike. The ratio is the median of the per-repeat
-ratios (each repeat times both sides back to back; see ``comparison``). That process runs under jaxclf's malloc
-settings (``jaxclf.malloc``, see ``benchmarks/__init__.py``), which speed up PyTorch's eager
-steps as well (Sketch-RNN 773 -> 968 ex/s, LSTM 5,692 -> 7,205): the baseline is not run
-with glibc's defaults, which would favour jaxclf. Threads: ``torch.set_num_threads(2)`` with
+ratios (each repeat times both sides back to back; see ``comparison``). That process runs
+under jaxclf's malloc settings (``jaxclf.malloc``, see ``benchmarks/__init__.py``), which
+speed up PyTorch's eager steps as well (Sketch-RNN 773 -> 968 ex/s, LSTM 5,692 -> 7,205): the
+baseline is not run with glibc's defaults, which would favour jaxclf. Threads: ``torch.set_num_threads(2)`` with
 ``OMP_WAIT_POLICY=PASSIVE`` unless set (see ``torch_runner``); XLA's
 CPU client runs each program on its own intra-op thread pool sized to the machine's cores
 (2 here), with one host thread dispatching asynchronously; jaxclf's convolutions inside it

@@ -12,7 +12,8 @@ vanilla RNN's gradient explodes, as Adam's per-parameter scaling mostly hides it
 (6,000 steps instead of 2,000), ``large`` (40,000 training sequences instead of 4,000),
 ``fbN`` (the LSTM's forget-gate bias starts at N instead of 1: ``model.cell_options``),
 ``ubN`` (the GRU's update-gate bias starts at N, e.g. ``ub-3``, instead of 0), ``rsS`` (the
-recurrent weights start orthogonal times S instead of 1, e.g. ``rs0.5``), and ``smoke``. Defaults: ``rnn,100,noclip``; Adam, 2,000 steps of 64 sequences.
+recurrent weights start orthogonal times S instead of 1, e.g. ``rs0.5``), and ``smoke``.
+Defaults: ``rnn,100,noclip``; Adam, 2,000 steps of 64 sequences.
 
     python -m jaxclf.main --config=configs/gradients_first_symbol.py:rnn,100,noclip --workdir=runs/gradients/rnn_100_noclip_s0 --config.seed=0
 
