@@ -5,14 +5,14 @@
 For each 3x3 layer shape of ResNet-20 (and one VGG layer) at batch 128: the forward
 convolution, the input gradient and the kernel gradient, each timed alone (jit for JAX,
 ``aten.convolution_backward`` with one output for PyTorch), median ms over alternating
-blocks. jaxclf's layer is ``layers.conv_general_dilated`` (what every model's ``Conv`` calls),
-timed twice: as it runs on one CPU device, on oneDNN (``jaxclf.onednn``), and on XLA's
-convolutions (``JAXCLF_CONV=xla``, as on several devices: gradients from
-``layers.channels_last_conv``).
+blocks. jaxclf's layer is a plain ``lax.conv_general_dilated`` (what ``nn.Conv`` calls) in a
+program through ``jaxclf.cpu.optimize``, timed twice: as it runs on one CPU device, on oneDNN
+(``jaxclf.cpu.onednn``), and on XLA's convolutions (``JAXCLF_CONV=xla``, as on several
+devices: gradients in the channels-last layout, ``jaxclf.cpu.conv``).
 
-Then the reason that XLA backward pass is written by hand: the kernel gradient inside a
-``lax.scan`` body (how ``train.steps_per_call > 1`` runs steps), JAX's own gradient vs
-jaxclf's, against the same gradient at top level.
+Then the reason those XLA gradients are rewritten: the kernel gradient inside a ``lax.scan``
+body (how ``train.steps_per_call > 1`` runs steps), JAX's own gradient vs jaxclf's, against
+the same gradient at top level.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def _data(layer: Layer, batch: int):
 
 @contextlib.contextmanager
 def conv_setting(value: str):
-    """``JAXCLF_CONV`` while tracing (it is read when a program is traced)."""
-    from jaxclf import onednn
+    """``JAXCLF_CONV`` while lowering (it is read when a program is lowered)."""
+    from jaxclf.cpu import onednn
 
     old = os.environ.get(onednn.SETTING)
     os.environ[onednn.SETTING] = value
@@ -75,27 +75,25 @@ def conv_setting(value: str):
 
 def compiled_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, tuple]:
     """(compiled program, its arguments) for the forward / input-gradient / kernel-gradient
-    of jaxclf's conv on fixed data, under ``JAXCLF_CONV=setting``."""
-    from jaxclf.models import layers
+    of a convolution through ``jaxclf.cpu.optimize`` on fixed data, under ``JAXCLF_CONV=setting``."""
+    from jaxclf import cpu
 
     strides = (layer.stride, layer.stride)
     x, w = _data(layer, batch)
     dims = ("NHWC", "HWIO", "NHWC")
 
     def conv(x, w):
-        # The setting is read while tracing: set inside, so every trace of this function
-        # (eval_shape's included, which jit's cache would hand to the others) sees it.
-        with conv_setting(setting):
-            return layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
+        return lax.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
 
     g = jnp.ones(jax.eval_shape(conv, x, w).shape)
     fns = {
-        "forward": jax.jit(conv),
-        "input gradient": jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0]),
-        "kernel gradient": jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1]),
+        "forward": cpu.optimize(conv),
+        "input gradient": cpu.optimize(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0]),
+        "kernel gradient": cpu.optimize(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1]),
     }
     args = {"forward": (x, w), "input gradient": (x, w, g), "kernel gradient": (x, w, g)}
-    return {k: (f.lower(*args[k]).compile(), args[k]) for k, f in fns.items()}
+    with conv_setting(setting):
+        return {k: (jax.jit(f).lower(*args[k]).compile(), args[k]) for k, f in fns.items()}
 
 
 def jax_parts(layer: Layer, batch: int = BATCH, setting: str = "auto") -> dict[str, Callable[[], None]]:
@@ -154,25 +152,22 @@ def scan_entry(layer: Layer, *, length: int = 4, repeats: int = 3, batch: int = 
     """The kernel gradient computed ``length`` times in a ``lax.scan`` body: JAX's own
     gradient (plain ``lax.conv_general_dilated``) vs jaxclf's on XLA, ms per gradient, with
     the top-level time of jaxclf's for reference."""
-    from jaxclf.models import layers
+    from jaxclf import cpu
 
     strides, dims = (layer.stride, layer.stride), ("NHWC", "HWIO", "NHWC")
     x, w = _data(layer, batch)
-    plain = lambda x, w: lax.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)  # noqa: E731
+    conv = lambda x, w: lax.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)  # noqa: E731
 
-    def ours(x, w):
-        with conv_setting("xla"):  # read while tracing (see compiled_parts)
-            return layers.conv_general_dilated(x, w, strides, PADS, dimension_numbers=dims)
+    def body(w, _):
+        return w - 1e-3 * jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w), None
 
-    def scanned(conv):
-        def body(w, _):
-            return w - 1e-3 * jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w), None
-        return jax.jit(lambda w: lax.scan(body, w, None, length=length)[0])
-
-    top = jax.jit(lambda w: jax.grad(lambda w: jnp.sum(ours(x, w) ** 2))(w))
+    scanned = lambda w: lax.scan(body, w, None, length=length)[0]  # noqa: E731
+    top = lambda w: jax.grad(lambda w: jnp.sum(conv(x, w) ** 2))(w)  # noqa: E731
     ms = {}
-    for name, f, n in (("plain", scanned(plain), length), ("ours", scanned(ours), length), ("top", top, 1)):
-        f = f.lower(w).compile()
+    for name, f, n in (("plain", scanned, length), ("ours", cpu.optimize(scanned), length),
+                       ("top", cpu.optimize(top), 1)):
+        with conv_setting("xla"):  # XLA's convolutions, as jaxclf's CPU pass rewrites them
+            f = jax.jit(f).lower(w).compile()
         jax.block_until_ready(f(w))
         call = _runner(lambda: jax.block_until_ready(f(w)))
         ms[name] = statistics.median(time_block(call, 1) * 1e3 / n for _ in range(repeats))

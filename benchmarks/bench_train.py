@@ -16,14 +16,15 @@ Throughput is examples/s, the median over repeats of a block of steps (about ``b
 seconds) after warm-up; the two frameworks alternate block by block in one process on the
 same 2 cores, so machine load hits both alike. The ratio is the median of the per-repeat
 ratios (each repeat times both sides back to back; see ``comparison``). That process runs
-under jaxclf's malloc settings (``jaxclf.malloc``, see ``benchmarks/__init__.py``), which
+under jaxclf's CPU process settings (``jaxclf.cpu.configure_process``, see ``benchmarks/__init__.py``), which
 speed up PyTorch's eager steps as well (Sketch-RNN 773 -> 968 ex/s, LSTM 5,692 -> 7,205): the
 baseline is not run with glibc's defaults, which would favour jaxclf. Threads: ``torch.set_num_threads(2)`` with
 ``OMP_WAIT_POLICY=PASSIVE`` unless set (see ``torch_runner``); XLA's
 CPU client runs each program on its own intra-op thread pool sized to the machine's cores
 (2 here), with one host thread dispatching asynchronously; jaxclf's convolutions inside it
-run on oneDNN (``jaxclf.onednn``: OpenMP, one thread per core, passive wait), the library
-PyTorch's convolutions use too.
+run on oneDNN (``jaxclf.cpu.onednn``: OpenMP, one thread per core, passive wait), the library
+PyTorch's convolutions use too. The jaxclf step is jitted as the training loop jits it on a
+CPU: ``jaxclf.cpu.optimize`` over the step, and the model as ``jaxclf.cpu.tune`` sets it.
 
 Also measured: JAX compile time (``jit(step).lower(...)`` and ``.compile()``, timed
 separately; ResNet-50 at 224x224 is compiled but not run), the compiled executable's
@@ -168,16 +169,18 @@ def memory_summary(compiled) -> dict[str, int] | None:
 def jax_runner(case: Case, batch: int, *, compile_only: bool = False) -> Runner:
     """Builds ``case`` with jaxclf, compiles its step ahead of time (timed) and returns a
     Runner that feeds each step's donated state into the next."""
-    from jaxclf import models
+    from jaxclf import cpu, models
     from jaxclf.train import state as state_lib
 
     model = models.create(case.model, num_classes=case.num_classes, **case.model_kwargs)
+    if jax.default_backend() == "cpu":
+        model = cpu.tune(model)
     tx = _optimizer()
     init_key, step_key = jax.random.split(jax.random.key(0))
     host = example_batch(case, batch)
     example = jnp.zeros((1, *case.input_shape), jnp.float32)
     init = functools.partial(state_lib.init_state, model, tx, example, init_key)
-    step = jax.jit(jax_step_fn(case, model, tx, step_key), donate_argnums=0)
+    step = jax.jit(cpu.optimize(jax_step_fn(case, model, tx, step_key)), donate_argnums=0)
     if compile_only:  # shapes only: nothing is allocated
         state = jax.eval_shape(init)
         data = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in host.items()}

@@ -179,7 +179,7 @@ def _threads(train: list[dict]) -> str:
         return ""
     return (f"PyTorch: {info['threads']} intra-op threads, OMP_WAIT_POLICY={info.get('OMP_WAIT_POLICY')}; "
             "XLA: its CPU thread pool (one thread per core); jaxclf's convolutions: oneDNN's OpenMP threads "
-            "(one per core, passive wait; `jaxclf.onednn`).")
+            "(one per core, passive wait; `jaxclf.cpu.onednn`).")
 
 
 def _conv_section(layers: list[dict], scans: list[dict]) -> list[str]:
@@ -187,9 +187,9 @@ def _conv_section(layers: list[dict], scans: list[dict]) -> list[str]:
     if not layers and not scans:
         return []
     lines = ["## Convolution layers: jaxclf vs PyTorch eager", "",
-             "One 3x3 convolution at batch 128, each part timed alone: jaxclf's `layers.conv_general_dilated` "
-             "(jit) as it runs on one CPU device (oneDNN, `jaxclf.onednn`) and on XLA's convolutions "
-             "(`JAXCLF_CONV=xla`, as on several devices; gradients from `layers.channels_last_conv`) vs `conv2d` / "
+             "One 3x3 convolution at batch 128, each part timed alone: a convolution through `jaxclf.cpu.optimize` "
+             "(jit) as it runs on one CPU device (oneDNN, `jaxclf.cpu.onednn`) and on XLA's convolutions "
+             "(`JAXCLF_CONV=xla`, as on several devices; channels-last gradients, `jaxclf.cpu.conv`) vs `conv2d` / "
              "`aten.convolution_backward` with one output; median ms per call. These explain the CNN train-step rows "
              "(no target of their own).", "",
              "| layer | part | jaxclf (oneDNN) ms | jaxclf (XLA) ms | PyTorch ms | jaxclf (oneDNN)/PyTorch (speed) |",

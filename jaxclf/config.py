@@ -110,7 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.threshold_split = ""
     c.train.log_grad_norms = False  # also log the gradient norm of every layer
     # K > 1 runs K steps per jitted call (lax.scan): fewer dispatches, a win for small models
-    # (recurrent, MLP, 1-D conv); large CNN steps gain nothing from it. (layers.Conv writes its
+    # (recurrent, MLP, 1-D conv); large CNN steps gain nothing from it. (jaxclf.cpu writes the
     # gradients in the layout XLA:CPU runs fast inside a loop body too: jax#12868.)
     c.train.steps_per_call = 1
     c.train.scan_unroll = 1  # steps unrolled per scan iteration (= K: no loop left; compile time grows)

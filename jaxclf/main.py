@@ -49,6 +49,9 @@ def _initialize_distributed() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxclf import cpu
+
+    cpu.configure_process()  # before JAX starts its threads
     from jaxclf import config as config_lib
     from jaxclf.train import checkpoint, preemption, train_and_evaluate, workdir
 

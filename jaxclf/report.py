@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only decodes data here; quiets its banner
 
 import matplotlib
 

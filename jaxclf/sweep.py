@@ -415,6 +415,9 @@ def main(argv) -> None:
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxclf import cpu
+
+    cpu.configure_process()  # before JAX starts its threads (the vmapped sweep trains in this process)
     from jaxclf import config as config_lib
 
     config = _FLAGS["config"].value

@@ -1,8 +1,8 @@
 """Test session set-up: 4 simulated CPU devices, quiet TensorFlow, a per-session TFDS dir,
 a per-session XLA compilation cache.
 
-Tests that want one device pass ``devices=jax.devices()[:1]`` explicitly; tests that want
-oneDNN's convolutions (used on one CPU device only) take the ``onednn_on`` fixture.
+Tests that want one device pass ``devices=jax.devices()[:1]`` explicitly (oneDNN's
+convolutions, ``jaxclf.cpu``, apply to one-device programs only).
 """
 
 import os
@@ -22,9 +22,6 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # sweep and multi-process tests' subprocesses drop XLA_FLAGS and compile as users do.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-
-import platform
-import sys
 
 import jax
 import pytest
@@ -56,16 +53,3 @@ def smoke_config(tfds_dir):
     c.train.eval_batch_size = 64
     c.eval.report = False
     return c
-
-
-@pytest.fixture
-def onednn_on(monkeypatch):
-    """oneDNN convolutions as on a one-device CPU host (this session simulates 4 devices)."""
-    from jaxclf import onednn
-
-    if not (sys.platform == "linux" and platform.machine() == "x86_64"):
-        pytest.skip("onednn-cpu-gomp is a dependency on x86-64 Linux only")
-    assert onednn.load_error() is None, onednn.load_error()  # there, it must load
-    monkeypatch.setattr(onednn, "_single_device", lambda: True)
-    monkeypatch.setenv(onednn.SETTING, "auto")
-    return onednn

@@ -107,9 +107,8 @@ def test_reports_are_written(lenet_entry, tmp_path):
     assert "torch (not installed)" in md and "## Targets" in md
 
 
-def test_conv_parts_time_onednn_and_xla(onednn_on):
-    """The two jaxclf columns time different programs (the setting is read while tracing,
-    and jit's trace cache must not hand one setting's program to the other)."""
+def test_conv_parts_time_onednn_and_xla():
+    """The two jaxclf columns time different programs (the setting is read while lowering)."""
     layer = bench_conv.Layer("tiny, 6x6, 4->8", 6, 4, 8)
     for setting, on_onednn in (("auto", True), ("xla", False)):
         for part, (compiled, _) in bench_conv.compiled_parts(layer, 2, setting).items():

@@ -4,7 +4,7 @@ Every cell here computes ``W [h_{t-1}, x_t] + b`` as ``W_x x_t + b`` plus ``W_h 
 (the same product with ``W = [W_h; W_x]`` split by rows). The split allows hoisting:
 ``project_inputs`` computes the input part for *all* time steps in one matmul outside
 the scan, and ``recur`` does only the sequential part (whether that is faster depends on
-the backend; see ``recurrent.should_hoist``). ``__call__`` chains the two for one step,
+the backend; see ``recurrent.Recurrence``). ``__call__`` chains the two for one step,
 so each cell is also a plain ``nn.RNNCellBase`` that works with ``nn.RNN``.
 
 Parameters (``G`` gates of ``H`` units, gate blocks concatenated along the output axis):

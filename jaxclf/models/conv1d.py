@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import Conv, compute_dtype
+from jaxclf.models.layers import compute_dtype
 
 
 class Conv1DNet(nn.Module):
@@ -31,7 +31,7 @@ class Conv1DNet(nn.Module):
         if x.ndim == 2:  # (B, T): one channel
             x = x[..., None]
         for k in self.kernels:
-            x = nn.relu(Conv(self.channels, (k,), strides=(self.stride,), padding=[(self.padding, self.padding)], dtype=dtype)(x))
+            x = nn.relu(nn.Conv(self.channels, (k,), strides=(self.stride,), padding=[(self.padding, self.padding)], dtype=dtype)(x))
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_classes, dtype=dtype)(x).astype(jnp.float32)
 

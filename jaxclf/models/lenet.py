@@ -14,7 +14,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import Conv, compute_dtype, lookup, pool
+from jaxclf.models.layers import compute_dtype, lookup, pool
 
 _ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
 _POOLS = {"max": "max", "avg": "avg"}  # kinds of layers.pool
@@ -36,7 +36,7 @@ class LeNet5(nn.Module):
         dtype = compute_dtype(self.dtype)
         x = x.astype(dtype)
         for features in (6, 16):
-            x = Conv(features, (5, 5), padding="VALID", dtype=dtype)(x)
+            x = nn.Conv(features, (5, 5), padding="VALID", dtype=dtype)(x)
             x = pool(act(x), kind, 2, 2)
         x = x.reshape(x.shape[0], -1)
         for features in (120, 84):

@@ -61,7 +61,7 @@ class TextRNN(nn.Module):
     bidirectional: bool = True
     pooling: str = "max"
     dropout_rate: float = 0.0
-    hoist: bool | None = None
+    hoist: bool = True
     unroll: int = 1
     dtype: Any = "float32"
 

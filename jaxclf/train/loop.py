@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
-from jaxclf import data, metrics, models, report, transfer
+from jaxclf import cpu, data, metrics, models, report, transfer
 from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -169,6 +169,8 @@ def _build(config, mesh) -> _Program:
     else:
         ds = data.streaming.load(config.dataset, seed=config.seed)
     model = build_model(config, ds.num_classes)
+    if mesh.devices.flat[0].platform == "cpu":
+        model = cpu.tune(model)
     if config.transfer.freeze_batch_stats:
         model = transfer.freeze_batch_norm(model)
     tx = transfer.make_optimizer(
@@ -251,6 +253,7 @@ def _build(config, mesh) -> _Program:
         return (state, _accumulate(acc, stats, step, metric_set)), None
 
     @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnames="num_steps")
+    @cpu.optimize
     def train(state, acc, inputs, num_steps: int):
         """``num_steps`` steps in one call. ``inputs`` = (shared, per_step): in memory the index
         table and None, streaming None and stacked batches {'inputs': (K, batch, ...), ...}.
@@ -265,11 +268,13 @@ def _build(config, mesh) -> _Program:
         return jax.lax.scan(body, (state, acc), per_step, length=num_steps, unroll=config.train.scan_unroll)[0]
 
     @functools.partial(jax.jit, out_shardings=repl)
+    @cpu.optimize
     def eval_batch(state, acc, arrays, indices, mask):
         batch = jax.lax.with_sharding_constraint(gather(arrays, indices, mask), sharded)
         return eval_set.merge(acc, eval_step(state, batch))
 
     @functools.partial(jax.jit, out_shardings=repl)
+    @cpu.optimize
     def eval_host_batch(state, acc, batch):
         return eval_set.merge(acc, eval_step(state, jax.lax.with_sharding_constraint(batch, sharded)))
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxclf import data, metrics
+from jaxclf import cpu, data, metrics
 from jaxclf.train import checkpoint, loop, optim, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -116,6 +116,7 @@ def train(configs, *, device=None):
     device = device or jax.local_devices()[0]
     ds = data.load(base.dataset)
     model = loop.build_model(base, ds.num_classes)
+    model = cpu.tune(model) if device.platform == "cpu" else model
     decay = any(c.optim.weight_decay for c in configs)
     tx = hyper_optimizer(base.optim, t.num_steps, decay=decay)
     options = dict(threshold=t.threshold, num_bins=base.eval.num_bins, calibration_bins=base.eval.calibration_bins)
@@ -146,6 +147,7 @@ def train(configs, *, device=None):
         return state, (stats["metrics"], ~(stats["loss_finite"] & stats["grads_finite"]))
 
     @functools.partial(jax.jit, static_argnames="num_steps")
+    @cpu.optimize
     def run_chunk(state, acc, bad, tables, num_steps: int):  # tables: each point's, stacked
         def body(carry, _):
             state, acc, bad = carry
@@ -192,6 +194,7 @@ def evaluate(configs, ds, metric_set, state, *, device=None) -> list[dict]:
     device = device or jax.local_devices()[0]
 
     @jax.jit
+    @cpu.optimize
     def eval_batch(state, acc, arrays, indices, mask):
         batch = loop.gather(arrays, indices, mask)
         return jax.vmap(metric_set.merge)(acc, jax.vmap(eval_step, in_axes=(0, None))(state, batch))

@@ -6,17 +6,17 @@ two thirds of a ResNet-20 step. oneDNN's kernels on the same NHWC buffers are 1.
 faster (benchmarks/RESULTS.md).
 
 How: a primitive (forward, input gradient or kernel gradient of one convolution shape) is
-built when the program is traced, and registered as an FFI target named after its shape.
-The handler XLA calls is a ctypes callback: it reads the buffers' addresses from XLA's call
-frame (``xla/ffi/api/c_api.h``), points oneDNN memory objects at them and executes the
-primitive, so nothing is copied and no compiler is needed at install time. Weights are
-reordered into the layout oneDNN chooses in a workspace that XLA allocates with the outputs.
+built when the program is lowered for the CPU (``jaxclf.cpu.conv`` decides when), and
+registered as an FFI target named after its shape. The handler XLA calls is a ctypes
+callback: it reads the buffers' addresses from XLA's call frame (``xla/ffi/api/c_api.h``),
+points oneDNN memory objects at them and executes the primitive, so nothing is copied and no
+compiler is needed at install time. Weights are reordered into the layout oneDNN chooses in a
+workspace that XLA allocates with the outputs.
 
 Library: oneDNN 3.2 built with GNU OpenMP (PyPI ``onednn-cpu-gomp``, a dependency on x86-64
-Linux). ``JAXCLF_CONV`` chooses: ``auto`` (default: oneDNN for float32 2-D convolutions on a
-single CPU device when the library loads, else XLA with a logged reason), ``onednn`` (the
-same, but an error instead of XLA when the library does not load) or ``xla``. It is read
-when a function is traced, so set it before a program first runs: jit reuses earlier traces.
+Linux). ``JAXCLF_CONV`` chooses: ``auto`` (default: oneDNN where it applies and the library
+loads, else XLA with a logged reason), ``onednn`` (the same, but an error instead of XLA when
+the library does not load) or ``xla``. It is read when a program is lowered.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import importlib.metadata
 import logging
 import os
 import threading
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,9 +61,6 @@ def _library() -> C.CDLL:
     paths = [dist.locate_file(f) for f in dist.files or () if str(f).endswith("libdnnl.so.3")]
     if not paths:
         raise OSError(f"{DISTRIBUTION!r} has no libdnnl.so.3")
-    # OpenMP threads that spin between calls would take the cores XLA's own threads use
-    # for the fusions in between; GNU OpenMP reads this when it loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     lib = C.CDLL(str(paths[0]))
     lib.dnnl_primitive_desc_query_md.restype = C.c_void_p
     lib.dnnl_memory_desc_get_size.restype = C.c_size_t
@@ -110,29 +107,11 @@ def setting() -> str:
     return value
 
 
-@functools.cache
-def _log_fallback(reason: str) -> None:
-    logging.getLogger(__name__).warning("convolutions run on XLA, not oneDNN: %s (set %s=xla to choose "
-                                        "XLA explicitly)", reason, SETTING)
-
-
-def _single_device() -> bool:
-    """Programs run on one device. The custom calls have no partitioning rule: in a program
-    sharded over several devices XLA would gather the whole batch onto each of them."""
-    return jax.device_count() == 1
-
-
-def use_for(x, w, pads) -> bool:
-    """Whether ``conv`` should compute this channels-last convolution (see the module doc)."""
+def available() -> bool:
+    """Whether oneDNN runs this process's convolutions (``JAXCLF_CONV`` and the library)."""
     choice = setting()
     if choice == "xla":
         return False
-    if not (x.ndim == 4 and x.dtype == jnp.float32 and w.dtype == jnp.float32):
-        return False
-    if any(p < 0 for pair in pads for p in pair):
-        return False  # cropping: oneDNN takes padding only
-    if jax.default_backend() != "cpu" or not _single_device():
-        return False  # GPU/TPU have their own libraries; sharded batches are XLA's to split
     reason = load_error()
     if reason is None:
         return True
@@ -140,6 +119,12 @@ def use_for(x, w, pads) -> bool:
         raise RuntimeError(f"{SETTING}=onednn but oneDNN cannot be loaded: {reason}")
     _log_fallback(reason)
     return False
+
+
+@functools.cache
+def _log_fallback(reason: str) -> None:
+    logging.getLogger(__name__).warning("convolutions run on XLA, not oneDNN: %s (set %s=xla to choose "
+                                        "XLA explicitly)", reason, SETTING)
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -432,41 +417,12 @@ def target(part: str, spec: Spec) -> tuple[str, Primitive]:
     return name, p
 
 
-def _call(part: str, spec: Spec, out_shape, first, second):
+def call(part: str, spec: Spec, first, second):
+    """``part`` of the convolution ``spec`` on oneDNN, as a custom call in the program being
+    traced: forward (x, w) -> y, input_gradient (dy, w) -> dx, kernel_gradient (x, dy) -> dw."""
+    shapes = {"forward": spec.y_shape, "input_gradient": spec.x_shape, "kernel_gradient": spec.w_shape}
     name, p = target(part, spec)
     out, _ = jax.ffi.ffi_call(
-        name, (jax.ShapeDtypeStruct(out_shape, jnp.float32), jax.ShapeDtypeStruct((max(p.workspace, 1),), jnp.uint8)),
-        vmap_method="sequential")(first, second)
+        name, (jax.ShapeDtypeStruct(shapes[part], jnp.float32), jax.ShapeDtypeStruct((max(p.workspace, 1),), jnp.uint8)),
+    )(first, second)
     return out
-
-
-# ----------------------------------------------------------------------------- the differentiable ops
-# The three parts are linear in each argument and each one's gradients are the other two, so
-# gradients of gradients (reverse over reverse) stay on oneDNN too.
-
-
-def _part(part: str, out_shape: Callable[[Spec], tuple], gradients: Callable) -> Callable:
-    """One part as a differentiable op ``(a, b, spec)``; ``gradients(spec, a, b, cotangent)``."""
-
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-    def op(a, b, spec: Spec):
-        return _call(part, spec, out_shape(spec), a, b)
-
-    op.defvjp(lambda a, b, spec: (op(a, b, spec), (a, b)), lambda spec, res, c: gradients(spec, *res, c))
-    return op
-
-
-_forward = _part("forward", lambda s: s.y_shape,  # (x, w) -> y
-                 lambda spec, x, w, g: (_input_gradient(g, w, spec), _kernel_gradient(x, g, spec)))
-_input_gradient = _part("input_gradient", lambda s: s.x_shape,  # (g, w) -> dx
-                        lambda spec, g, w, c: (_forward(c, w, spec), _kernel_gradient(c, g, spec)))
-_kernel_gradient = _part("kernel_gradient", lambda s: s.w_shape,  # (x, g) -> dw
-                         lambda spec, x, g, c: (_input_gradient(g, c, spec), _forward(x, c, spec)))
-
-
-def conv(x, w, strides: tuple[int, int], pads: tuple[tuple[int, int], tuple[int, int]]):
-    """NHWC x HWIO -> NHWC convolution (float32, no dilation, one group) by oneDNN, with
-    oneDNN's input and kernel gradients; ``use_for`` says when it applies."""
-    spec = Spec(tuple(x.shape), tuple(w.shape), tuple(map(int, strides)),
-                tuple((int(lo), int(hi)) for lo, hi in pads))
-    return _forward(x, w, spec)

@@ -34,13 +34,15 @@ def _glibc() -> ctypes.CDLL | None:
 def keep_freed_memory() -> bool:
     """Applies the settings above on Linux with glibc unless ``JAXCLF_SYSTEM_MALLOC=1``;
     returns whether they were applied. A thread that has already allocated keeps its own
-    arena, so this must run before JAX starts its threads: ``import jaxclf`` calls it."""
+    arena, so this must run before JAX starts its threads: jaxclf's entry points call it
+    (``jaxclf.cpu.configure_process``) first thing; importing jaxclf does not."""
     libc = _glibc()
     if libc is None or os.environ.get(OPT_OUT, "0") not in ("", "0"):
         return False
     if _jax_started():
-        logging.warning("jaxclf was imported after JAX ran: XLA's threads keep glibc's defaults and map "
-                        "large buffers afresh at every call (see jaxclf/malloc.py); import jaxclf first")
+        logging.getLogger(__name__).warning(
+            "JAX ran before jaxclf.cpu.configure_process(): XLA's threads keep glibc's defaults and map "
+            "large buffers afresh at every call (see jaxclf/cpu/malloc.py); call it first")
     return all(libc.mallopt(param, value) == 1 for param, value in SETTINGS)
 
 
@@ -54,5 +56,3 @@ def _jax_started() -> bool:
     except (ImportError, AttributeError):  # private API: no warning rather than an error
         return False
 
-
-APPLIED = keep_freed_memory()  # at ``import jaxclf``, before JAX has run anything
