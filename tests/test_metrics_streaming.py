@@ -33,12 +33,12 @@ def split(batch, parts):
 
 _COLL = {
     "multiclass": M.collection(
-        ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_micro", "mcc",
-         "cohen_kappa", "top2_accuracy", "log_loss", "brier", "ece", "roc_auc_ovr",
+        ["loss", "accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_micro",
+         "mcc", "cohen_kappa", "top2_accuracy", "log_loss", "brier", "ece", "roc_auc_ovr",
          "roc_auc_ovo", "average_precision"], num_classes=4),
     "binary": M.collection(
-        ["precision", "recall", "specificity", "npv", "fpr", "fnr", "f1", "tp", "fp", "fn",
-         "tn", "roc_auc", "roc_auc_lower", "roc_auc_upper", "best_f1_threshold",
+        ["loss", "precision", "recall", "specificity", "npv", "fpr", "fnr", "f1", "tp", "fp",
+         "fn", "tn", "roc_auc", "roc_auc_lower", "roc_auc_upper", "best_f1_threshold",
          "best_youden_threshold", "ece"], num_classes=2, task="binary", num_bins=20),
 }
 _UPDATE = {name: jax.jit(lambda s, b, c=c: c.update(s, **b)) for name, c in _COLL.items()}
