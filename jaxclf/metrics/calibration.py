@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxclf.metrics._common import divide, invalidate, jit_metric, replicated, weights
+from jaxclf.metrics._common import divide, invalidate, jit_metric, replicated, settle, weights
 from jaxclf.metrics.ranking import SCORE_HINT, bin_index, score_labels
 
 
@@ -87,7 +87,7 @@ def reliability_sums(y_true, y_prob, *, num_bins=15, sample_weight=None):
     b = bin_index(conf, num_bins)
     seg = lambda v: jax.ops.segment_sum(v, b, num_segments=num_bins)
     sums = {"count": seg(w), "confidence": seg(w * conf), "outcome": seg(w * outcome)}
-    return invalidate(sums, score_labels(y, p, sample_weight))
+    return settle(sums, score_labels(y, p, sample_weight), "y_true", SCORE_HINT)
 
 
 def calibration_from_sums(sums):
@@ -101,7 +101,7 @@ def calibration_from_sums(sums):
     nb = n.shape[-1]
     return {
         "ece": divide(gap.sum(), n.sum(), jnp.nan),
-        "mce": jnp.max(jnp.where(n > 0, divide(gap, n, 0.0), 0.0)),
+        "mce": jnp.max(jnp.where(n > 0, divide(gap, n, 0.0), n * 0.0)),  # NaN sums: NaN
         "bin_edges": jnp.linspace(0.0, 1.0, nb + 1),
         "count": n,
         "mean_confidence": divide(sums["confidence"], n, jnp.nan),
@@ -111,7 +111,8 @@ def calibration_from_sums(sums):
 
 def _diagram(y_true, y_prob, num_bins, sample_weight):
     sums = reliability_sums(y_true, y_prob, num_bins=num_bins, sample_weight=sample_weight)
-    return calibration_from_sums(sums), score_labels(y_true, y_prob, sample_weight)
+    check = score_labels(y_true, y_prob, sample_weight)
+    return invalidate(calibration_from_sums(sums), check), check
 
 
 @jit_metric("num_bins", finite=("y_prob",), hint=SCORE_HINT)

@@ -417,4 +417,7 @@ def best_thresholds(pos_hist, neg_hist):
     c = histogram_curves(pos_hist, neg_hist)
     f1 = divide(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"], 0.0)
     youden = jnp.nan_to_num(c["tpr"] - c["fpr"], nan=-jnp.inf)
-    return c["thresholds"][jnp.argmax(f1, -1)], c["thresholds"][jnp.argmax(youden, -1)]
+    # NaN histograms (bad labels under jit) have no best threshold
+    poisoned = jnp.isnan(pos_hist.sum(-1) + neg_hist.sum(-1))
+    pick = lambda score: jnp.where(poisoned, jnp.nan, c["thresholds"][jnp.argmax(score, -1)])
+    return pick(f1), pick(youden)
