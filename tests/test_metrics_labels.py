@@ -36,6 +36,8 @@ CASES = {
     "confusion_matrix": (lambda y, w: M.confusion_matrix(y, PRED, num_classes=K,
                                                          sample_weight=w), Y, (K, -1)),
     "counts": (lambda y, w: M.counts(y, PRED, num_classes=K, sample_weight=w), Y, (K,)),
+    "confusion": (lambda y, w: M.confusion(y, PRED, num_classes=K, sample_weight=w), Y, (K,)),
+    "confusion_multilabel": (lambda y, w: M.confusion(y, IND_PRED, sample_weight=w), IND, (2,)),
     "accuracy": (lambda y, w: M.accuracy(y, PRED, num_classes=K, sample_weight=w), Y, (K,)),
     "balanced_accuracy": (lambda y, w: M.balanced_accuracy(y, PRED, num_classes=K,
                                                            sample_weight=w), Y, (K,)),

@@ -16,7 +16,6 @@ sklearn's ``_nanaverage`` does.
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax

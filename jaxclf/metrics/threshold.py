@@ -27,8 +27,7 @@ import jax.numpy as jnp
 
 from jaxclf.metrics._common import (as_labels, divide, label_check, merge_checks, nanaverage,
                                      settle, weights)
-from jaxclf.metrics.confusion import (Counts, confusion, confusion_matrix,
-                                      counts_from_confusion)
+from jaxclf.metrics.confusion import Counts, confusion, counts_from_confusion
 
 AVERAGES = ("binary", "micro", "macro", "weighted", None)
 
@@ -181,27 +180,20 @@ def kappa_from_confusion(cm, *, weights=None, zero_division=float("nan")):
     return 1.0 - divide((w * cm).sum(), (w * expected).sum(), 1.0 - zero_division)
 
 
-def _confusion_metric(name):
-    def fn(y_true, y_pred, *, num_classes=None, sample_weight=None, **options):
-        cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-        return from_confusion(cm, name, **options)
-    return fn
-
-
 def balanced_accuracy(y_true, y_pred, *, num_classes=None, sample_weight=None, adjusted=False):
     """Mean per-class recall over classes present in ``y_true`` (sklearn semantics).
 
     Without ``num_classes`` the labels are binary (0/1; others are refused)."""
-    return _confusion_metric("balanced_accuracy")(
-        y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight, adjusted=adjusted)
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "balanced_accuracy", adjusted=adjusted)
 
 
 def matthews_corrcoef(y_true, y_pred, *, num_classes=None, sample_weight=None):
     """Matthews correlation coefficient in [-1, 1]; 0 for a constant predictor.
 
     Without ``num_classes`` the labels are binary (0/1; others are refused)."""
-    return _confusion_metric("matthews_corrcoef")(
-        y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "matthews_corrcoef")
 
 
 def cohen_kappa(y_true, y_pred, *, num_classes=None, weights=None, sample_weight=None,
@@ -209,9 +201,8 @@ def cohen_kappa(y_true, y_pred, *, num_classes=None, weights=None, sample_weight
     """Cohen's kappa with ``weights`` None / 'linear' / 'quadratic' (ordinal classes).
 
     Without ``num_classes`` the labels are binary (0/1; others are refused)."""
-    return _confusion_metric("cohen_kappa")(
-        y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight, weights=weights,
-        zero_division=zero_division)
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "cohen_kappa", weights=weights, zero_division=zero_division)
 
 
 # ---- any metric from a confusion matrix ----
