@@ -114,15 +114,21 @@ class LabelCheck(NamedTuple):
 
 def label_check(y, k: int, sample_weight=None) -> LabelCheck:
     """Which labels of ``y`` (any shape, rows on axis 0) lie outside ``[0, k)``; rows whose
-    weight is 0 are padding and never count."""
+    weight is 0 are padding and never count. One compiled program when called eagerly."""
     y = replicated(jnp.asarray(y))
+    if sample_weight is not None:
+        sample_weight = replicated(jnp.asarray(sample_weight, jnp.float32))
+    return _label_check(y, k, sample_weight)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _label_check(y, k, sample_weight):
     yf = y.astype(jnp.float32) if jnp.issubdtype(y.dtype, jnp.floating) else y
     bad = (yf < 0) | (yf >= k)
     if jnp.issubdtype(y.dtype, jnp.floating):
         bad = bad | (yf != jnp.floor(yf))
     if sample_weight is not None and y.ndim >= 1:
-        w = replicated(jnp.asarray(sample_weight, jnp.float32)).reshape(
-            (y.shape[0],) + (1,) * (y.ndim - 1))
+        w = sample_weight.reshape((y.shape[0],) + (1,) * (y.ndim - 1))
         bad = bad & (w != 0)
     example = jnp.where(bad, yf, 0).reshape(-1)[jnp.argmax(bad.reshape(-1))] if bad.size else 0
     return LabelCheck(bad.sum(), jnp.asarray(example), jnp.asarray(k, jnp.int32))
@@ -157,8 +163,10 @@ def raise_invalid(check: LabelCheck, name: str = "y_true", hint: str = "") -> No
 
 def settle(value, check: LabelCheck, name: str = "y_true", hint: str = ""):
     """Outside jit: raise on bad labels. Inside jit: NaN where labels are bad."""
+    if is_traced(check.bad):
+        return invalidate(value, check)
     raise_invalid(check, name, hint)
-    return invalidate(value, check)
+    return value
 
 
 def labels_valid(y, *, num_classes: int, sample_weight=None) -> jax.Array:

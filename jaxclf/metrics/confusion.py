@@ -14,8 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxclf.metrics._common import (as_labels, divide, label_check, merge_checks,
-                                     replicated, settle, weights)
+from jaxclf.metrics._common import (as_labels, divide, is_traced, label_check, merge_checks,
+                                     raise_invalid, replicated, settle, weights)
 
 
 class Counts(NamedTuple):
@@ -47,10 +47,11 @@ def _confusion(y_true, y_pred, num_classes, sample_weight=None, normalize=None, 
         raise ValueError(f"normalize must be None, 'true', 'pred' or 'all', got {normalize!r}")
     t_check = label_check(jnp.asarray(y_true).reshape(-1), num_classes, sample_weight)
     p_check = label_check(jnp.asarray(y_pred).reshape(-1), num_classes, sample_weight)
-    settle(None, t_check, "y_true", hint)
-    settle(None, p_check, "y_pred", hint)
+    if not is_traced(t_check.bad):
+        raise_invalid(t_check, "y_true", hint)
+        raise_invalid(p_check, "y_pred", hint)
     cm = _count(y_true, y_pred, num_classes, sample_weight, normalize)
-    return settle(cm, merge_checks(t_check, p_check))
+    return settle(cm, merge_checks(t_check, p_check)) if is_traced(t_check.bad) else cm
 
 
 def _count(y_true, y_pred, num_classes, sample_weight, normalize):
