@@ -325,7 +325,7 @@ class Collection:
                                               normalize=False)
                 batch[key + "_hits"] = hits
         label_sums = {key: v for key, v in batch.items() if key not in ("count", "loss_sum")}
-        batch.update(invalidate(label_sums, check))
+        batch.update(settle(label_sums, check))  # eager: already raised above if bad
         out = {key: state[key] + batch[key] for key in batch}
         if "exact" in stats:
             out["exact"] = self._exact().update(state["exact"], labels, probs, mask)
