@@ -162,7 +162,7 @@ def validate(config) -> None:
             raise ValueError(f"model {config.model.name!r} does not log {unknown}; it logs: {', '.join(valid)}")
     else:
         metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
-    data.check_exists(config.dataset.name)
+    data.check_exists(config.dataset.name, config.dataset.data_dir)
     if config.dataset.in_memory:
         unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)
         if unknown_aug:
