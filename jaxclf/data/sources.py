@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib.util
+import urllib.parse
 from pathlib import Path
 from unittest import mock
 
@@ -48,7 +49,8 @@ def check_exists(name: str, data_dir: str | None = None) -> None:
     catalog = _catalog()
     if base in catalog or (data_dir and (Path(data_dir) / base).is_dir()):
         return
-    close = difflib.get_close_matches(base, [*BUILDERS, *OTHER_SOURCES, *catalog], n=3, cutoff=0.75)
+    names = list(dict.fromkeys([*BUILDERS, *OTHER_SOURCES, *catalog]))  # the bundled ones are registered too
+    close = difflib.get_close_matches(base, names, n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
     raise ValueError(
         f"unknown dataset {name!r}: {hint}bundled datasets: {', '.join(BUILDERS)}; also "
@@ -113,9 +115,10 @@ def _prepare_catalog(builder, cfg) -> None:
         with _few_download_retries():
             builder.download_and_prepare(file_format=FILE_FORMAT)
     except OSError as e:  # requests' connection errors are OSErrors
-        reason = str(e).splitlines()[0][:200]
+        url = getattr(getattr(e, "request", None), "url", None)
+        source = f" from {urllib.parse.urlsplit(url).netloc}" if url else ""
         raise FileNotFoundError(
-            f"{missing} and could not be downloaded ({type(e).__name__}: {reason}); prepare it where "
+            f"{missing} and could not be downloaded{source} ({type(e).__name__}); prepare it where "
             f"there is network with {_build_command(cfg)} and point dataset.data_dir at it"
         ) from None
 
@@ -152,9 +155,9 @@ def _stack(values: list) -> np.ndarray:
     return np.stack(values)
 
 
-def read_split(builder, split: str, chunk: int = 8192) -> dict[str, np.ndarray]:
+def read_split(builder, split: str) -> dict[str, np.ndarray]:
     """Every example of ``split`` (TFDS split syntax: ``'train[:80%]'``, ``'train+test'``) as
-    ``{feature: array}``, read by index in chunks."""
+    ``{feature: array}``, read by index (about 30 us an example)."""
     try:
         source = builder.as_data_source(split=split)
     except (KeyError, ValueError, AssertionError) as e:
@@ -164,7 +167,5 @@ def read_split(builder, split: str, chunk: int = 8192) -> dict[str, np.ndarray]:
     n = len(source)
     if n == 0:
         raise ValueError(f"dataset {builder.name!r} split {split!r} is empty")
-    examples = []
-    for start in range(0, n, chunk):
-        examples += source.__getitems__(range(start, min(start + chunk, n)))
+    examples = [source[i] for i in range(n)]
     return {key: _stack([e[key] for e in examples]) for key in examples[0]}

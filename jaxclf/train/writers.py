@@ -101,8 +101,7 @@ class MetricWriter:
             f.write(json.dumps(record) + "\n")
         writer = self._tensorboard(split)
         for name, value in scalars.items():
-            # new_style: a float32 tensor with the scalars plugin's metadata, as tf.summary.scalar
-            writer.add_scalar(name, float(value), int(step), new_style=True)
+            writer.add_scalar(name, float(value), int(step))
 
     def close(self) -> None:
         for writer in self._tb.values():
