@@ -1,4 +1,7 @@
-"""The offline digits builder, the catalog path (mock data), and the index pipeline."""
+"""The offline digits builder, the catalog path (mock data), split slices, data-access errors,
+and the index pipeline."""
+
+import time
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +11,7 @@ import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
 from jaxclf import data
+from jaxclf.data import sources
 from jaxclf.data.builders import digits
 
 
@@ -40,6 +44,82 @@ def test_catalog_dataset_through_same_path(smoke_config):
     assert ds.num_classes == 10
     assert ds.input_shape == (32, 32, 1)
     assert ds.splits["train"].num_examples == 24
+
+
+def test_digits_pixels_are_sklearns(smoke_config):
+    """The prepared ArrayRecord files hold sklearn's images, 0..16 rescaled to 0..255 uint8."""
+    builder = sources.prepared_builder(smoke_config.dataset)
+    raw = sources.read_split(builder, "test")
+    bunch, idx = load_digits(), digits.split_indices()["test"]
+    assert raw["image"].dtype == np.uint8 and raw["image"].shape == (450, 8, 8, 1)
+    order = np.lexsort(raw["image"].reshape(450, -1).T)  # the prepared order is TFDS's, not idx's
+    expected = np.round(bunch.images[idx] * 255 / 16).astype(np.uint8)[..., None]
+    np.testing.assert_array_equal(raw["image"][order], expected[np.lexsort(expected.reshape(450, -1).T)])
+    assert sorted(raw["label"].tolist()) == sorted(bunch.target[idx].tolist())
+
+
+def test_split_slices_partition_the_split(smoke_config):
+    """'train[:80%]' and 'train[80%:]' (TFDS's slice syntax, e.g. a threshold split) are a
+    prefix and the rest of 'train'. Catalog datasets read through the same TFDS data source
+    (tfds.testing.mock_data ignores slices, so it cannot show this)."""
+    builder = sources.prepared_builder(smoke_config.dataset)
+    whole, head, tail = (sources.read_split(builder, s) for s in ("train", "train[:80%]", "train[80%:]"))
+    n = len(whole["label"])
+    assert len(head["label"]) == round(0.8 * n) and len(head["label"]) + len(tail["label"]) == n
+    for key in whole:
+        np.testing.assert_array_equal(np.concatenate([head[key], tail[key]]), whole[key])
+
+
+def test_unknown_split_names_the_splits(smoke_config):
+    smoke_config.dataset.eval_splits = ("validation",)
+    with pytest.raises(ValueError, match=r"dataset 'digits' has no split 'validation' .*its splits: (train, test|test, train)"):
+        data.load(smoke_config.dataset)
+
+
+def test_unknown_dataset_is_one_short_line_with_a_suggestion():
+    with pytest.raises(ValueError) as e:
+        data.check_exists("digitz")
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert "did you mean 'digits'?" in message
+    assert all(name in message for name in data.builders.BUILDERS) and "sklearn" not in message
+    with pytest.raises(ValueError, match=r"unknown dataset 'zzzzzz': bundled datasets: digits"):
+        data.check_exists("zzzzzz")
+    data.check_exists("mnist")  # the TFDS catalog
+    data.check_exists("first_symbol/t100")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every HTTP(S) request goes to a closed local port: refused at once, as without network."""
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_unprepared_catalog_dataset_fails_fast(smoke_config, tmp_path, no_network, monkeypatch):
+    """Not prepared and not downloadable: a FileNotFoundError in seconds (TFDS alone retries for
+    about 3.5 minutes) saying where it looked and the command that prepares it."""
+    cfg = smoke_config.dataset
+    cfg.name, cfg.data_dir = "cifar100", str(tmp_path)
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as e:
+        data.load(cfg)
+    assert time.monotonic() - start < 20
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"not prepared in {tmp_path}/cifar100/" in message and "could not be downloaded" in message
+    assert f"tfds build cifar100 --data_dir={tmp_path} --file_format=array_record" in message
+
+    cfg.download = False
+    with pytest.raises(FileNotFoundError, match=r"not prepared in .*\(dataset.download=False\); prepare it with tfds build"):
+        data.load(cfg)
+
+    cfg.download = True  # without TensorFlow: no download is tried, the message names the extra
+    monkeypatch.setattr(sources, "_tensorflow_installed", lambda: False)
+    with pytest.raises(FileNotFoundError, match=r"needs TensorFlow, which is not installed: pip install 'jaxclf\[prepare\]'"):
+        data.load(cfg)
 
 
 def test_missing_feature_names_the_features(smoke_config):

@@ -104,6 +104,41 @@ def test_quickdraw_npz_files_load_through_tfds(tmp_path):
         data.load(cfg)
 
 
+def _quickdraw_config(data_dir):
+    from jaxclf import config as config_lib
+
+    cfg = config_lib.base_config().dataset
+    cfg.name, cfg.data_dir, cfg.image_key, cfg.max_length = "sketch_quickdraw", str(data_dir), "strokes", 10
+    return cfg
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, r"Manual directory .*manual does not exist or is empty.* Put <category>\.npz files"),
+    (b"not a zip file", r"cat\.npz is not a readable sketch-rnn \.npz file"),
+    ("truncated", r"cat\.npz is not a readable sketch-rnn \.npz file"),
+    ({"train": [], "valid": [], "test": []}, r"cat\.npz holds no sketches"),
+    ({"train": [np.zeros((2, 3), np.int16)]}, r"cat\.npz has no valid/test array"),
+])
+def test_unusable_quickdraw_files_are_named(tmp_path, content, message):
+    """An empty manual dir, a corrupt file, a file without sketches or without a split: one
+    ValueError/FileNotFoundError naming the file, before anything is prepared."""
+    from jaxclf import data
+
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    if isinstance(content, bytes):
+        (manual / "cat.npz").write_bytes(content)
+    elif content == "truncated":  # a download cut short
+        np.savez(manual / "cat.npz", train=np.zeros((40, 3)), valid=np.zeros((4, 3)), test=np.zeros((4, 3)))
+        (manual / "cat.npz").write_bytes((manual / "cat.npz").read_bytes()[:300])
+    elif content is not None:
+        arrays = {k: np.array(v + [None], dtype=object)[:-1] for k, v in content.items()}  # object arrays, as QuickDraw's
+        np.savez(manual / "cat.npz", **arrays)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        data.load(_quickdraw_config(tmp_path))
+    assert not list((tmp_path / "sketch_quickdraw").glob("*/*.array_record*"))
+
+
 def test_shapes_are_deterministic_and_valid():
     a, la = S.make_shapes(3, seed=5)
     b, lb = S.make_shapes(3, seed=5)

@@ -101,6 +101,17 @@ def _few_download_retries():
         yield
 
 
+def _download_and_prepare(builder) -> None:
+    """``builder.download_and_prepare`` as ArrayRecord; a missing manual download (QuickDraw
+    files, ImageNet) is a one-line FileNotFoundError with the builder's instructions."""
+    try:
+        builder.download_and_prepare(file_format=FILE_FORMAT)
+    except AssertionError as e:  # TFDS asserts that the manual dir exists and is not empty
+        if "manual directory" not in str(e).lower():
+            raise
+        raise FileNotFoundError(" ".join(str(e).split())) from None
+
+
 def _prepare_catalog(builder, cfg) -> None:
     """Downloads and prepares a catalog dataset as ArrayRecord (needs the prepare extra)."""
     missing = f"dataset {cfg.name!r} is not prepared in {builder.data_dir}"
@@ -113,7 +124,7 @@ def _prepare_catalog(builder, cfg) -> None:
         )
     try:
         with _few_download_retries():
-            builder.download_and_prepare(file_format=FILE_FORMAT)
+            _download_and_prepare(builder)
     except OSError as e:  # requests' connection errors are OSErrors
         url = getattr(getattr(e, "request", None), "url", None)
         source = f" from {urllib.parse.urlsplit(url).netloc}" if url else ""
@@ -132,7 +143,7 @@ def prepared_builder(cfg) -> tfds.core.DatasetBuilder:
     if builder.is_prepared():
         return builder
     if base_name(cfg.name) in BUILDERS:
-        builder.download_and_prepare(file_format=FILE_FORMAT)
+        _download_and_prepare(builder)
     else:
         _prepare_catalog(builder, cfg)
     return builder

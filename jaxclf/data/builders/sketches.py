@@ -7,6 +7,7 @@ prepared as ArrayRecord and read without TensorFlow.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -61,17 +62,22 @@ def read_quickdraw_npz(path: Path) -> dict[str, np.ndarray]:
     Raises ValueError naming the file when it is not a readable .npz, lacks a split, or holds
     no sketches at all: a silently empty category would train a classifier that never sees it.
     """
+    unreadable = f"{path} is not a readable sketch-rnn .npz file"
     try:
-        with np.load(path, encoding="latin1", allow_pickle=True) as f:
-            missing = [s for s in QUICKDRAW_SPLITS if s not in f.files]
-            if missing:
-                raise ValueError(f"{path} has no {'/'.join(missing)} array (it has {', '.join(f.files) or 'none'}); "
-                                 f"a sketch-rnn .npz holds {', '.join(QUICKDRAW_SPLITS)}")
+        f = np.load(path, encoding="latin1", allow_pickle=True)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise ValueError(f"{unreadable} ({type(e).__name__}: {e})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{unreadable} (it holds one array, not a .npz archive)")
+    with f:
+        missing = [s for s in QUICKDRAW_SPLITS if s not in f.files]
+        if missing:
+            raise ValueError(f"{path} has no {'/'.join(missing)} array (it has {', '.join(f.files) or 'none'}); "
+                             f"a sketch-rnn .npz holds {', '.join(QUICKDRAW_SPLITS)}")
+        try:
             out = {s: f[s] for s in QUICKDRAW_SPLITS}
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        if isinstance(e, ValueError) and str(e).startswith(str(path)):
-            raise
-        raise ValueError(f"{path} is not a readable sketch-rnn .npz file ({type(e).__name__}: {e})") from None
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+            raise ValueError(f"{unreadable} ({type(e).__name__}: {e})") from None
     if not any(len(a) for a in out.values()):
         raise ValueError(f"{path} holds no sketches (its {', '.join(QUICKDRAW_SPLITS)} arrays are empty)")
     return out
@@ -102,7 +108,7 @@ class SketchQuickdraw(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         paths = sorted(Path(dl_manager.manual_dir).glob("*.npz"))
-        if not paths:
+        if not paths:  # (TFDS already refuses an empty manual dir; other files but no .npz end here)
             raise FileNotFoundError(f"no <category>.npz files in {dl_manager.manual_dir}; {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         unknown = [p.name for p in paths if p.stem not in QUICKDRAW_CLASSES]
         if unknown:
