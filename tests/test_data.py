@@ -171,3 +171,33 @@ def test_eval_batches_cover_every_example_exactly_once():
     mask = np.concatenate([m for _, m in batches])
     assert sorted(idx[mask == 1].tolist()) == list(range(10))
     assert mask.tolist() == [1] * 10 + [0] * 2
+
+
+@pytest.mark.slow
+def test_main_command_data_errors_are_short_and_fast(tmp_path):
+    """The main command with a misspelt dataset, and with a catalog dataset that is neither
+    prepared nor downloadable: the message, without TFDS's catalogue, within seconds."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+
+    def main(*overrides):
+        command = [sys.executable, "-m", "jaxclf.main", "--config=configs/lenet5_digits.py:smoke",
+                   f"--workdir={tmp_path / 'run'}", f"--config.dataset.data_dir={tmp_path / 'tfds'}", *overrides]
+        start = time.monotonic()
+        out = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        return out, time.monotonic() - start
+
+    out, _ = main("--config.dataset.name=digitz")
+    assert out.returncode != 0
+    assert "unknown dataset 'digitz': did you mean 'digits'? bundled datasets: digits, mnist1d" in out.stderr
+    assert "abstract_reasoning" not in out.stderr and "sklearn" not in out.stderr
+    out, seconds = main("--config.dataset.name=cifar100", "--config.dataset.pad=0")
+    assert out.returncode != 0
+    assert f"dataset 'cifar100' is not prepared in {tmp_path / 'tfds'}/cifar100/" in out.stderr, out.stderr[-2000:]
+    assert "tfds build cifar100" in out.stderr
+    assert seconds < 60  # starting Python and JAX included; TFDS's own retries took 210 s
