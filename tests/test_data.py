@@ -89,6 +89,16 @@ def test_unknown_dataset_is_one_short_line_with_a_suggestion():
     data.check_exists("first_symbol/t100")
 
 
+def test_unknown_config_or_version_is_one_line(smoke_config):
+    cfg = smoke_config.dataset
+    cfg.name = "first_symbol/t7"
+    with pytest.raises(ValueError, match=r"^dataset 'first_symbol/t7': no such config; configs: t10, t25, .*t200_n40000$"):
+        data.load(cfg)
+    cfg.name = "digits:9.9.9"
+    with pytest.raises(ValueError, match=rf"^dataset .digits:9.9.9.: Dataset digits cannot be loaded at version 9.9.9, only: {digits.Digits.VERSION}.$"):
+        data.load(cfg)
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Every HTTP(S) request goes to a closed local port: refused at once, as without network."""

@@ -82,13 +82,18 @@ def _builder(cfg) -> tfds.core.DatasetBuilder:
             f"dataset {cfg.name!r} is not prepared in {_where(cfg)}, and its TFDS builder needs "
             f"TensorFlow, which is not installed: {PREPARE_EXTRA}, then {_build_command(cfg)}"
         ) from None
-    except ValueError as e:
-        if "file format is already set" not in str(e).lower():
-            raise
-        raise ValueError(
-            f"dataset {cfg.name!r} in {_where(cfg)} is prepared as tfrecord; jaxclf reads ArrayRecord "
-            f"files: prepare it again into a data_dir without the tfrecord copy: {_build_command(cfg)}"
-        ) from None
+    except (ValueError, AssertionError) as e:  # TFDS: a wrong config or version, another file format
+        text = str(e)
+        if "file format is already set" in text.lower():
+            raise ValueError(
+                f"dataset {cfg.name!r} in {_where(cfg)} is prepared as tfrecord; jaxclf reads ArrayRecord "
+                f"files: prepare it again into a data_dir without the tfrecord copy: {_build_command(cfg)}"
+            ) from None
+        if "BuilderConfig" in text and "/" in cfg.name:
+            configs = [c.name for c in tfds.builder_cls(base_name(cfg.name)).BUILDER_CONFIGS]
+            raise ValueError(f"dataset {cfg.name!r}: no such config; configs: {', '.join(configs)}") from None
+        reason = " ".join(text.split('}": ', 1)[-1].split())  # TFDS's reason without its builder_kwargs
+        raise ValueError(f"dataset {cfg.name!r}: {reason[:300]}") from None
 
 
 @contextlib.contextmanager
