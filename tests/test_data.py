@@ -76,7 +76,7 @@ def test_unknown_split_names_the_splits(smoke_config):
         data.load(smoke_config.dataset)
 
 
-def test_unknown_dataset_is_one_short_line_with_a_suggestion():
+def test_unknown_dataset_is_one_short_line_with_a_suggestion(monkeypatch):
     with pytest.raises(ValueError) as e:
         data.check_exists("digitz")
     message = str(e.value)
@@ -87,6 +87,9 @@ def test_unknown_dataset_is_one_short_line_with_a_suggestion():
         data.check_exists("zzzzzz")
     data.check_exists("mnist")  # the TFDS catalog
     data.check_exists("first_symbol/t100")
+    monkeypatch.setattr(sources, "_tensorflow_installed", lambda: False)  # TFDS then lists fewer builders
+    with pytest.raises(ValueError, match=r"catalog builders that import it, e.g. glue: pip install 'jaxclf\[prepare\]'\)$"):
+        data.check_exists("zzzzzz")
 
 
 def test_unknown_config_or_version_is_one_line(smoke_config):

@@ -52,9 +52,11 @@ def check_exists(name: str, data_dir: str | None = None) -> None:
     names = list(dict.fromkeys([*BUILDERS, *OTHER_SOURCES, *catalog]))  # the bundled ones are registered too
     close = difflib.get_close_matches(base, names, n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    missing_tf = "" if _tensorflow_installed() else (
+        f" (without TensorFlow TFDS cannot list the catalog builders that import it, e.g. glue: {PREPARE_EXTRA})")
     raise ValueError(
         f"unknown dataset {name!r}: {hint}bundled datasets: {', '.join(BUILDERS)}; also "
-        f"image_folder, or a TFDS catalog name (tfds.list_builders())"
+        f"image_folder, or a TFDS catalog name (tfds.list_builders()){missing_tf}"
     )
 
 
