@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.split_ratio = 0.8  # image_folder: train fraction per class (no train/test folders)
     c.dataset.split_seed = 0
     c.dataset.on_bad_file = "skip"  # image_folder: skip (and list) | error on unreadable files
+    c.dataset.allow_single_class = False  # image_folder: True trains on a folder of one class
     # False: stream from TFDS ArrayRecord files (jaxclf.data.streaming; datasets too large for
     # memory, e.g. ImageNet): needs resize, explicit mean/std; augment: random_resized_crop, flip.
     c.dataset.in_memory = True
@@ -162,7 +163,7 @@ def validate(config) -> None:
             raise ValueError(f"model {config.model.name!r} does not log {unknown}; it logs: {', '.join(valid)}")
     else:
         metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
-    data.check_exists(config.dataset.name)
+    data.check_exists(config.dataset.name, config.dataset.data_dir)
     if config.dataset.in_memory:
         unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)
         if unknown_aug:

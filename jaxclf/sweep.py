@@ -349,14 +349,10 @@ def summarize(root: Path, sweep: Sweep, metric: str = "test/accuracy", mode: str
 
 
 def prepare_data(config) -> None:
-    """Builds a TFDS dataset once, so that parallel points do not race to build it."""
-    from jaxclf import data  # registers the bundled builders
-    import tensorflow_datasets as tfds
+    """Prepares the dataset once, so that parallel points do not race to prepare it."""
+    from jaxclf import data
 
-    del data
-    cfg = config.dataset
-    if cfg.name != "image_folder" and cfg.download:
-        tfds.builder(cfg.name, data_dir=cfg.data_dir).download_and_prepare()
+    data.prepare(config.dataset)
 
 
 def forwarded_overrides(argv: Sequence[str]) -> list[str]:

@@ -1,4 +1,7 @@
-"""The offline digits builder, the catalog path (mock data), and the index pipeline."""
+"""The offline digits builder, the catalog path (mock data), split slices, data-access errors,
+and the index pipeline."""
+
+import time
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +11,7 @@ import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
 from jaxclf import data
+from jaxclf.data import sources
 from jaxclf.data.builders import digits
 
 
@@ -40,6 +44,95 @@ def test_catalog_dataset_through_same_path(smoke_config):
     assert ds.num_classes == 10
     assert ds.input_shape == (32, 32, 1)
     assert ds.splits["train"].num_examples == 24
+
+
+def test_digits_pixels_are_sklearns(smoke_config):
+    """The prepared ArrayRecord files hold sklearn's images, 0..16 rescaled to 0..255 uint8."""
+    builder = sources.prepared_builder(smoke_config.dataset)
+    raw = sources.read_split(builder, "test")
+    bunch, idx = load_digits(), digits.split_indices()["test"]
+    assert raw["image"].dtype == np.uint8 and raw["image"].shape == (450, 8, 8, 1)
+    order = np.lexsort(raw["image"].reshape(450, -1).T)  # the prepared order is TFDS's, not idx's
+    expected = np.round(bunch.images[idx] * 255 / 16).astype(np.uint8)[..., None]
+    np.testing.assert_array_equal(raw["image"][order], expected[np.lexsort(expected.reshape(450, -1).T)])
+    assert sorted(raw["label"].tolist()) == sorted(bunch.target[idx].tolist())
+
+
+def test_split_slices_partition_the_split(smoke_config):
+    """'train[:80%]' and 'train[80%:]' (TFDS's slice syntax, e.g. a threshold split) are a
+    prefix and the rest of 'train'. Catalog datasets read through the same TFDS data source
+    (tfds.testing.mock_data ignores slices, so it cannot show this)."""
+    builder = sources.prepared_builder(smoke_config.dataset)
+    whole, head, tail = (sources.read_split(builder, s) for s in ("train", "train[:80%]", "train[80%:]"))
+    n = len(whole["label"])
+    assert len(head["label"]) == round(0.8 * n) and len(head["label"]) + len(tail["label"]) == n
+    for key in whole:
+        np.testing.assert_array_equal(np.concatenate([head[key], tail[key]]), whole[key])
+
+
+def test_unknown_split_names_the_splits(smoke_config):
+    smoke_config.dataset.eval_splits = ("validation",)
+    with pytest.raises(ValueError, match=r"dataset 'digits' has no split 'validation' .*its splits: (train, test|test, train)"):
+        data.load(smoke_config.dataset)
+
+
+def test_unknown_dataset_is_one_short_line_with_a_suggestion(monkeypatch):
+    with pytest.raises(ValueError) as e:
+        data.check_exists("digitz")
+    message = str(e.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert "did you mean 'digits'?" in message
+    assert all(name in message for name in data.builders.BUILDERS) and "sklearn" not in message
+    with pytest.raises(ValueError, match=r"unknown dataset 'zzzzzz': bundled datasets: digits"):
+        data.check_exists("zzzzzz")
+    data.check_exists("mnist")  # the TFDS catalog
+    data.check_exists("first_symbol/t100")
+    monkeypatch.setattr(sources, "_tensorflow_installed", lambda: False)  # TFDS then lists fewer builders
+    with pytest.raises(ValueError, match=r"catalog builders that import it, e.g. glue: pip install 'jaxclf\[prepare\]'\)$"):
+        data.check_exists("zzzzzz")
+
+
+def test_unknown_config_or_version_is_one_line(smoke_config):
+    cfg = smoke_config.dataset
+    cfg.name = "first_symbol/t7"
+    with pytest.raises(ValueError, match=r"^dataset 'first_symbol/t7': no such config; configs: t10, t25, .*t200_n40000$"):
+        data.load(cfg)
+    cfg.name = "digits:9.9.9"
+    with pytest.raises(ValueError, match=rf"^dataset .digits:9.9.9.: Dataset digits cannot be loaded at version 9.9.9, only: {digits.Digits.VERSION}.$"):
+        data.load(cfg)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every HTTP(S) request goes to a closed local port: refused at once, as without network."""
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_unprepared_catalog_dataset_fails_fast(smoke_config, tmp_path, no_network, monkeypatch):
+    """Not prepared and not downloadable: a FileNotFoundError in seconds (TFDS alone retries for
+    about 3.5 minutes) saying where it looked and the command that prepares it."""
+    cfg = smoke_config.dataset
+    cfg.name, cfg.data_dir = "cifar100", str(tmp_path)
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError) as e:
+        data.load(cfg)
+    assert time.monotonic() - start < 20
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"not prepared in {tmp_path}/cifar100/" in message and "could not be downloaded" in message
+    assert f"tfds build cifar100 --data_dir={tmp_path} --file_format=array_record" in message
+
+    cfg.download = False
+    with pytest.raises(FileNotFoundError, match=r"not prepared in .*\(dataset.download=False\); prepare it with tfds build"):
+        data.load(cfg)
+
+    cfg.download = True  # without TensorFlow: no download is tried, the message names the extra
+    monkeypatch.setattr(sources, "_tensorflow_installed", lambda: False)
+    with pytest.raises(FileNotFoundError, match=r"needs TensorFlow, which is not installed: pip install 'jaxclf\[prepare\]'"):
+        data.load(cfg)
 
 
 def test_missing_feature_names_the_features(smoke_config):
@@ -91,3 +184,33 @@ def test_eval_batches_cover_every_example_exactly_once():
     mask = np.concatenate([m for _, m in batches])
     assert sorted(idx[mask == 1].tolist()) == list(range(10))
     assert mask.tolist() == [1] * 10 + [0] * 2
+
+
+@pytest.mark.slow
+def test_main_command_data_errors_are_short_and_fast(tmp_path):
+    """The main command with a misspelt dataset, and with a catalog dataset that is neither
+    prepared nor downloadable: the message, without TFDS's catalogue, within seconds."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+
+    def main(*overrides):
+        command = [sys.executable, "-m", "jaxclf.main", "--config=configs/lenet5_digits.py:smoke",
+                   f"--workdir={tmp_path / 'run'}", f"--config.dataset.data_dir={tmp_path / 'tfds'}", *overrides]
+        start = time.monotonic()
+        out = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        return out, time.monotonic() - start
+
+    out, _ = main("--config.dataset.name=digitz")
+    assert out.returncode != 0
+    assert "unknown dataset 'digitz': did you mean 'digits'? bundled datasets: digits, mnist1d" in out.stderr
+    assert "abstract_reasoning" not in out.stderr and "sklearn" not in out.stderr
+    out, seconds = main("--config.dataset.name=cifar100", "--config.dataset.pad=0")
+    assert out.returncode != 0
+    assert f"dataset 'cifar100' is not prepared in {tmp_path / 'tfds'}/cifar100/" in out.stderr, out.stderr[-2000:]
+    assert "tfds build cifar100" in out.stderr
+    assert seconds < 60  # starting Python and JAX included; TFDS's own retries took 210 s

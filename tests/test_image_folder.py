@@ -72,7 +72,7 @@ def test_structural_errors(tmp_path):
         load_image_folder(tmp_path, image_size=8)
     write_images(tmp_path / "full", 2)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"class folder .*empty\b.* every class needs images"):
         load_image_folder(tmp_path, image_size=8)
     with pytest.raises(ValueError, match="on_bad_file"):
         load_image_folder(tmp_path, image_size=8, on_bad_file="ignore")
@@ -120,3 +120,32 @@ def test_read_splits_uses_dataset_keys(flat_folder):
                                          on_bad_file="skip", image_key="image", label_key="label"))
     splits, names = image_folder.read_splits(cfg)
     assert names == ("hotdog", "not_hotdog") and set(splits["train"]) == {"image", "label"}
+
+
+def test_one_class_is_refused_unless_allowed(tmp_path):
+    """A folder of one class (often a path one level too deep) names the option that allows it,
+    in both layouts; with the option it loads, every label 0."""
+    write_images(tmp_path / "flat" / "cat", 4)
+    write_images(tmp_path / "split" / "train" / "cat", 2)
+    write_images(tmp_path / "split" / "test" / "cat", 2, seed=3)
+    for root in (tmp_path / "flat", tmp_path / "split"):
+        with pytest.raises(ValueError, match=r"one class folder \('cat'\).*dataset\.allow_single_class=True"):
+            load_image_folder(root, image_size=8)
+        folder = load_image_folder(root, image_size=8, allow_single_class=True)
+        assert folder.class_names == ("cat",)
+        assert sorted(folder.splits) == ["test", "train"]
+        assert sum(len(y) for _, y in folder.splits.values()) == 4
+        assert not any(y.any() for _, y in folder.splits.values())
+
+
+def test_config_opt_in_reaches_the_folder(tmp_path):
+    from jaxclf import config as config_lib
+    from jaxclf import data
+
+    write_images(tmp_path / "cat", 4)
+    cfg = config_lib.base_config().dataset
+    cfg.name, cfg.data_dir, cfg.resize, cfg.normalize = "image_folder", str(tmp_path), (8, 8), "unit"
+    with pytest.raises(ValueError, match="allow_single_class"):
+        data.load(cfg)
+    cfg.allow_single_class = True
+    assert data.load(cfg).class_names == ("cat",)

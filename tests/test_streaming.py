@@ -117,9 +117,9 @@ def test_streaming_and_in_memory_agree_without_augmentation(array_record_dir, tf
     jax.tree.map(np.testing.assert_array_equal, params_of(tmp_path / "stream"), params_of(tmp_path / "memory"))
 
 
-def test_tfrecord_dataset_and_missing_stats_are_clear_errors(tfds_dir):
-    tfds.builder("digits", data_dir=tfds_dir).download_and_prepare()  # tfrecord, as tfds.load makes it
-    c = stream_config(tfds_dir)
+def test_tfrecord_dataset_and_missing_stats_are_clear_errors(tmp_path):
+    tfds.builder("digits", data_dir=str(tmp_path)).download_and_prepare()  # tfrecord, TFDS's default
+    c = stream_config(str(tmp_path))
     with pytest.raises(ValueError, match="file_format='array_record'"):
         streaming.StreamSplit(c.dataset, "train", True)
     c.dataset.mean = None

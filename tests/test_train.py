@@ -63,7 +63,8 @@ def tensorboard_scalars(workdir) -> list[tuple]:
     out = []
     for path in sorted((workdir / "tensorboard").glob("*/events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
-            out += [(path.parent.name, event.step, v.tag, float(tf.make_ndarray(v.tensor))) for v in event.summary.value]
+            out += [(path.parent.name, event.step, v.tag, float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value)
+                    for v in event.summary.value]  # tf.summary writes tensors, tensorboardX simple values
     return sorted(out)
 
 

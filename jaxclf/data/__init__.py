@@ -1,13 +1,13 @@
-"""Datasets (TFDS, including the offline builders in ``jaxclf.data.builders``), the
-deterministic in-memory input pipeline, and the streaming one (``streaming``) for datasets
-too large for memory."""
+"""Datasets (TFDS ArrayRecord files read without TensorFlow, including the offline builders in
+``jaxclf.data.builders``), the deterministic in-memory input pipeline, and the streaming one
+(``streaming``) for datasets too large for memory."""
 
 from jaxclf.data import streaming
+from jaxclf.data.sources import check_exists, prepare
 from jaxclf.data.input_pipeline import (
     Dataset,
     Split,
     augment_batch,
-    check_exists,
     dataset_record,
     eval_batches,
     index_tables,
@@ -17,4 +17,4 @@ from jaxclf.data.input_pipeline import (
 )
 
 __all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "index_tables", "load",
-           "table_indices", "train_indices"]
+           "prepare", "table_indices", "train_indices"]

@@ -86,7 +86,7 @@ def _files(folder: Path) -> list[Path]:
     """Every non-hidden file in ``folder`` and below, sorted; an empty class is an error."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"class folder {folder} is empty")
+        raise ValueError(f"class folder {folder} is empty: every class needs images (add some, or remove the folder)")
     return files
 
 
@@ -132,12 +132,23 @@ def _split_indices(n: int, ratio: float, rng: np.random.Generator) -> tuple[np.n
     return np.sort(order[:k]), np.sort(order[k:])
 
 
+def _check_class_count(root: Path, class_names: Sequence[str], allow_single_class: bool) -> None:
+    """One class folder is almost always a mistake (a path one level too deep, or the other
+    classes not copied yet): a classifier of one class learns nothing."""
+    if len(class_names) == 1 and not allow_single_class:
+        raise ValueError(
+            f"image folder {root} has one class folder ({class_names[0]!r}); a classifier needs two or more "
+            f"(expected {root}/<class>/<image files>); set dataset.allow_single_class=True to train on one anyway"
+        )
+
+
 def load_image_folder(path, *, image_size, split_ratio: float = 0.8, seed: int = 0,
-                      on_bad_file: str = "skip") -> ImageFolder:
+                      on_bad_file: str = "skip", allow_single_class: bool = False) -> ImageFolder:
     """Decodes the image folder at ``path``; see the module docstring for the layouts.
 
     ``split_ratio`` is the fraction of each class that goes to ``train`` when the folder has
     no split folders (per class, so both splits keep the class balance); ``seed`` fixes which.
+    A folder of one class is an error unless ``allow_single_class``; an empty class always is.
     """
     if on_bad_file not in BAD_FILE_POLICIES:
         raise ValueError(f"on_bad_file must be one of {BAD_FILE_POLICIES}, got {on_bad_file!r}")
@@ -151,6 +162,7 @@ def load_image_folder(path, *, image_size, split_ratio: float = 0.8, seed: int =
     if "train" in split_dirs:
         per_split = {s: _class_folders(d) for s, d in split_dirs.items()}
         class_names = per_split["train"]
+        _check_class_count(split_dirs["train"], class_names, allow_single_class)
         for split, names in per_split.items():
             if names != class_names:
                 raise ValueError(
@@ -165,6 +177,7 @@ def load_image_folder(path, *, image_size, split_ratio: float = 0.8, seed: int =
             bad += skipped
     else:
         class_names = _class_folders(root)
+        _check_class_count(root, class_names, allow_single_class)
         x, y, bad = _load_split({c: root / c for c in class_names}, class_names, image_size, on_bad_file)
         rng = np.random.default_rng(seed)
         parts = [_split_indices(int(n), split_ratio, rng) for n in np.bincount(y, minlength=len(class_names))]
@@ -186,6 +199,7 @@ def read_splits(cfg) -> tuple[dict[str, dict[str, np.ndarray]], tuple[str, ...]]
     folder = load_image_folder(
         cfg.data_dir, image_size=tuple(cfg.resize), split_ratio=cfg.get("split_ratio", 0.8),
         seed=cfg.get("split_seed", 0), on_bad_file=cfg.get("on_bad_file", "skip"),
+        allow_single_class=cfg.get("allow_single_class", False),
     )
     splits = {s: {cfg.image_key: x, cfg.label_key: y} for s, (x, y) in folder.splits.items()}
     return splits, folder.class_names

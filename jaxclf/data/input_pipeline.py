@@ -1,4 +1,5 @@
-"""The input pipeline: TFDS splits, preprocessed once, held in memory, batched by index.
+"""The input pipeline: dataset splits (``jaxclf.data.sources``: TFDS ArrayRecord files read by
+index, no TensorFlow), preprocessed once, held in memory, batched by index.
 
 Why by index: the examples of step ``s`` are a pure function of ``(seed, s)`` (a fixed
 permutation per epoch), so a resumed run sees exactly the batches an uninterrupted one
@@ -22,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
-from jaxclf.data import strokes
+from jaxclf.data import sources, strokes
+from jaxclf.ops.strokes import stroke5_length
 
 NORMALIZATIONS = ("standardize", "unit", "none")
 PREPROCESSING_FILE = "preprocessing.json"  # in the workdir: see preprocessing_record
@@ -94,33 +95,6 @@ def dataset_record(ds: "Dataset", pad: int) -> dict:
                                 class_names=ds.class_names, **ds.preprocessing)
 
 
-def check_exists(name: str) -> None:
-    """Raises ValueError if neither the bundled builders nor the TFDS catalog know ``name``."""
-    if name == "image_folder":
-        return
-    try:
-        tfds.builder_cls(name.split("/")[0].split(":")[0])
-    except Exception as e:  # TFDS raises its own DatasetNotFoundError with suggestions.
-        bundled = ", ".join(sorted(jaxclf.data.builders.BUILDERS))
-        raise ValueError(
-            f"unknown dataset {name!r}; bundled offline datasets: {bundled}; "
-            f"or any TFDS catalog name (tfds.list_builders()). TFDS said: {e}"
-        ) from None
-
-
-def _read_split(cfg, split: str) -> dict[str, np.ndarray]:
-    """The whole split as numpy arrays, through TFDS (builds bundled datasets on first use).
-
-    Read in chunks and concatenated rather than with ``batch_size=-1``, which needs the
-    split's size up front (and crashes TensorFlow on mocked catalog datasets).
-    """
-    ds = tfds.load(cfg.name, split=split, data_dir=cfg.data_dir, download=cfg.download)
-    chunks = list(tfds.as_numpy(ds.batch(4096)))
-    if not chunks:
-        raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
-    return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-
-
 def _resize(images: np.ndarray, size) -> np.ndarray:
     if size is None or tuple(images.shape[1:3]) == tuple(size):
         return images
@@ -175,25 +149,6 @@ def _feature_kind(feature) -> str:
     return "dense"
 
 
-def _read_ragged(cfg, split: str) -> dict[str, np.ndarray]:
-    """A split with variable-length features: example by example (they cannot be batched)."""
-    ds = tfds.load(cfg.name, split=split, data_dir=cfg.data_dir, download=cfg.download)
-    examples = list(tfds.as_numpy(ds))
-    if not examples:
-        raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
-    out = {}
-    for key in examples[0]:
-        values = [e[key] for e in examples]
-        out[key] = np.asarray(values) if np.ndim(values[0]) == 0 else _object_array(values)
-    return out
-
-
-def _object_array(values) -> np.ndarray:
-    out = np.empty(len(values), object)
-    out[:] = values
-    return out
-
-
 def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
     """(raw splits {split: {feature: array}}, num_classes, class names, feature kind)."""
     if cfg.name == "image_folder":
@@ -204,7 +159,8 @@ def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
         if missing:
             raise ValueError(f"image folder {cfg.data_dir} has no split {missing}; it has {sorted(raw)}")
         return {s: raw[s] for s in names}, len(class_names), tuple(class_names), "dense"
-    features = tfds.builder(cfg.name, data_dir=cfg.data_dir).info.features
+    builder = sources.prepared_builder(cfg)
+    features = builder.info.features
     for key in (cfg.image_key, cfg.label_key):
         if key not in features:
             raise ValueError(
@@ -212,10 +168,9 @@ def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
                 f"features: {', '.join(sorted(features))} (set dataset.image_key/label_key)"
             )
     kind = _feature_kind(features[cfg.image_key])
-    read = _read_ragged if kind == "strokes" else _read_split
     label = features[cfg.label_key]
     class_names = tuple(getattr(label, "names", None) or ())
-    return {split: read(cfg, split) for split in names}, label.num_classes, class_names, kind
+    return {split: sources.read_split(builder, split) for split in names}, label.num_classes, class_names, kind
 
 
 def _prepare_dense(cfg, arrays: dict) -> Split:
@@ -250,7 +205,6 @@ def load(cfg) -> Dataset:
     in that order), ``examples_per_class`` / ``budget_seed`` (a label budget for the train
     split).
     """
-    check_exists(cfg.name)
     names = tuple(dict.fromkeys((cfg.train_split, *cfg.eval_splits)))
     raw, num_classes, class_names, kind = _read(cfg, names)
     for split, arrays in raw.items():
@@ -416,5 +370,5 @@ def augment_batch(batch: dict, key: jax.Array, augmentations: tuple[str, ...], c
             raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
     out = {**batch, "inputs": x}
     if "stroke_drop" in augmentations and "lengths" in batch:
-        out["lengths"] = strokes.stroke5_length(x).astype(jnp.int32)
+        out["lengths"] = stroke5_length(x).astype(jnp.int32)
     return out

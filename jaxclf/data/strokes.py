@@ -1,15 +1,5 @@
-"""Vector sketches as pen-offset sequences (Ha and Eck 2017, "A Neural Representation of
-Sketch Drawings").
-
-Two formats:
-
-* stroke-3 ``(n, 3)``: ``(dx, dy, pen_lifted)`` per point; ``pen_lifted = 1`` means the pen
-  leaves the paper *after* this point (the next offset is a move, not a line). This is the
-  storage format of the QuickDraw sketch-rnn ``.npz`` files (int16).
-* stroke-5 ``(Nmax, 5)``: ``(dx, dy, p1, p2, p3)`` with one-hot pen state: p1 pen stays down,
-  p2 pen lifted, p3 sketch has ended. Rows from the sketch's length on are end rows
-  ``(0, 0, 0, 0, 1)``; this padding is what the model learns to emit to stop. (A sketch of
-  exactly Nmax points gets no end row, as in the paper; the shapes data leave headroom.)
+"""Vector-sketch datasets: normalising and padding stroke-3 sketches to stroke-5, the
+generated shapes, the QuickDraw categories, and augmentation (formats: ``jaxclf.ops.strokes``).
 
 Normalisation divides the offsets by one scale (the standard deviation of all training
 offsets, dx and dy pooled), so the model's Gaussians see unit-scale data whatever the
@@ -20,16 +10,14 @@ strokes) works on padded stroke-5 batches in JAX, so it runs inside a jitted tra
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 
-END_ROW = np.array([0, 0, 0, 0, 1], np.float32)
-START_ROW = np.array([0, 0, 1, 0, 0], np.float32)  # S_0: the decoder's first input
+from jaxclf.ops.strokes import END_ROW, stroke5_length, to_stroke5  # noqa: F401  (stroke5_length: imported from here too)
+
 SHAPES = ("circle", "square", "triangle", "star", "spiral")
 SHAPES_PER_CLASS = {"train": 1000, "test": 50}  # the shapes dataset (TFDS and shapes_data)
 _TEST_SEED_OFFSET = 1_000_003  # test sketches come from seed + this: disjoint from train
@@ -81,50 +69,6 @@ QUICKDRAW_CLASSES = (
     "watermelon", "waterslide", "whale", "wheel", "windmill", "wine bottle", "wine glass",
     "wristwatch", "yoga", "zebra", "zigzag",
 )
-
-# ----------------------------------------------------------------------------- formats
-
-
-def to_stroke5(s3: np.ndarray, max_len: int) -> np.ndarray:
-    """Stroke-3 ``(n, 3)`` -> stroke-5 ``(max_len, 5)`` padded with end rows; ``n <= max_len``."""
-    n = len(s3)
-    if n > max_len:
-        raise ValueError(f"sketch has {n} points, more than max_len={max_len}")
-    out = np.tile(END_ROW, (max_len, 1))
-    out[:n, :2] = s3[:, :2]
-    out[:n, 3] = s3[:, 2]
-    out[:n, 2] = 1 - s3[:, 2]
-    out[:n, 4] = 0
-    return out
-
-
-def stroke5_length(s5) -> np.ndarray | jax.Array:
-    """Points before the first end row, for ``(..., T, 5)`` arrays (numpy or JAX)."""
-    xp = jnp if isinstance(s5, jax.Array) else np
-    ended = xp.cumsum(s5[..., 4] > 0.5, axis=-1) > 0
-    return xp.sum(~ended, axis=-1)
-
-
-def to_stroke3(s5: np.ndarray) -> np.ndarray:
-    """Stroke-5 ``(T, 5)`` -> stroke-3, cut at the first end row; pen from argmax(p1, p2)."""
-    s5 = np.asarray(s5, np.float32)
-    n = int(stroke5_length(s5))
-    pen = np.argmax(s5[:n, 2:4], axis=-1).astype(np.float32)
-    return np.concatenate([s5[:n, :2], pen[:, None]], axis=-1)
-
-
-def to_absolute(s3: np.ndarray) -> list[np.ndarray]:
-    """The polylines (absolute ``(k, 2)`` points) of a stroke-3 sketch, one per pen-down run.
-
-    The pen starts at the origin; every point is reached by its offset, and a point whose
-    *previous* point lifted the pen starts a new polyline.
-    """
-    if len(s3) == 0:
-        return []
-    points = np.cumsum(s3[:, :2], axis=0)
-    breaks = np.flatnonzero(s3[:-1, 2] > 0.5) + 1
-    return [p for p in np.split(points, breaks) if len(p)]
-
 
 # ----------------------------------------------------------------------------- datasets
 
@@ -315,81 +259,3 @@ def drop_points_batch(key, strokes: jax.Array, prob: float) -> jax.Array:
     """``drop_points`` on each sketch of a padded stroke-5 batch ``(B, T, 5)``."""
     keys = jax.random.split(key, strokes.shape[0])
     return jax.vmap(drop_points, in_axes=(0, 0, None))(keys, strokes, prob)
-
-
-# ----------------------------------------------------------------------------- TFDS builders
-# Raw (unnormalised, variable-length) stroke-3 sketches, so that ``tfds.builder(name)`` and
-# the config validation find these datasets by name. Normalisation and padding need the
-# training split's statistics and Nmax, so they happen after loading (``build``).
-
-
-def _features(label):
-    return tfds.features.FeaturesDict(
-        {"strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32), "label": label}
-    )
-
-
-def shape_examples(num_per_class: int, seed: int):
-    """(key, example) pairs of ``make_shapes``, the TFDS form of the shapes."""
-    sketches, labels = make_shapes(num_per_class, seed)
-    for i, (s, label) in enumerate(zip(sketches, labels)):
-        yield i, {"strokes": s, "label": int(label)}
-
-
-class SketchShapes(tfds.core.GeneratorBasedBuilder):
-    """Generated one-stroke shapes (``make_shapes``): 1,000 per class to train, 50 to test."""
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "make_shapes(1000, seed 0) / make_shapes(50, seed 1000003)."}
-
-    def _info(self):
-        return self.dataset_info_from_configs(
-            description=self.__doc__, features=_features(tfds.features.ClassLabel(names=SHAPES)),
-            supervised_keys=("strokes", "label"),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        seeds = {"train": 0, "test": _TEST_SEED_OFFSET}
-        return {split: self._generate_examples(n, seeds[split]) for split, n in SHAPES_PER_CLASS.items()}
-
-    def _generate_examples(self, num, seed):
-        return shape_examples(num, seed)
-
-
-class SketchQuickdraw(tfds.core.GeneratorBasedBuilder):
-    """QuickDraw sketch-rnn ``<category>.npz`` files placed in the manual dir, any subset of the
-    345 categories; ``label`` is the category's index in ``QUICKDRAW_CLASSES``, so a category
-    keeps its label (and name) whichever others are present."""
-
-    VERSION = tfds.core.Version("1.1.0")
-    RELEASE_NOTES = {
-        "1.0.0": "stroke-3 sketches of every .npz in the manual dir.",
-        "1.1.0": "labels are QuickDraw's category indices, with their names (were: sorted file order).",
-    }
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put <category>.npz files from https://storage.googleapis.com/quickdraw_dataset/sketchrnn "
-        "into the manual dir (<data_dir>/downloads/manual)."
-    )
-
-    def _info(self):
-        return self.dataset_info_from_configs(
-            description=self.__doc__,
-            features=_features(tfds.features.ClassLabel(names=QUICKDRAW_CLASSES)),
-            supervised_keys=("strokes", "label"),
-        )
-
-    def _split_generators(self, dl_manager):
-        paths = sorted(Path(dl_manager.manual_dir).glob("*.npz"))
-        unknown = [p.name for p in paths if p.stem not in QUICKDRAW_CLASSES]
-        if unknown:
-            raise ValueError(f"{unknown} in {dl_manager.manual_dir} are not QuickDraw categories "
-                             f"(<category>.npz, e.g. 'cat.npz'; the 345 are jaxclf.data.strokes.QUICKDRAW_CLASSES)")
-        return {split: self._generate_examples(paths, split) for split in ("train", "valid", "test")}
-
-    def _generate_examples(self, paths, split):
-        for path in paths:
-            label = QUICKDRAW_CLASSES.index(path.stem)
-            with np.load(path, encoding="latin1", allow_pickle=True) as f:
-                for i, s in enumerate(f[split]):
-                    yield f"{path.stem}/{i}", {"strokes": np.asarray(s, np.float32), "label": label}

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.data.strokes import END_ROW, START_ROW, stroke5_length
+from jaxclf.ops.strokes import END_ROW, START_ROW, stroke5_length
 from jaxclf.models.cells import LSTMCell
 from jaxclf.models.layers import compute_dtype
 from jaxclf.models.recurrent import last_valid, reverse_valid
@@ -370,8 +370,8 @@ def figures(out, model: SketchRNN, params, strokes: np.ndarray, labels: np.ndarr
     are padded stroke-5 sketches (e.g. the test split), ``labels`` their classes."""
     from pathlib import Path
 
-    from jaxclf.data import render
-    from jaxclf.data.strokes import to_stroke3
+    from jaxclf.ops import render
+    from jaxclf.ops.strokes import to_stroke3
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 Written from their definitions (shifted slices, window reductions) so they can be read
 against the lecture; the models use flax's fused layers, and tests check the two agree.
+Also the vector-sketch formats (``strokes``) and their drawing (``render``), which the data
+pipeline and the Sketch-RNN model share.
 """
 
 from jaxclf.ops.conv import conv2d, resolve_padding

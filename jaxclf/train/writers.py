@@ -7,10 +7,14 @@ TensorBoard events) is dropped, so the files read as if the run had never stoppe
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Mapping
 
 import jax
+from tensorboardX import SummaryWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.record_writer import masked_crc32c
 
 
 def _step_of(line: str) -> int | None:
@@ -31,35 +35,49 @@ def truncate_after(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def read_records(path: Path) -> tuple[list[bytes], bool]:
+    """The complete TFRecord records of an event file (length, masked CRC-32C of the length,
+    data, masked CRC-32C of the data), and whether the file held nothing else: reading stops
+    at a record cut short by a killed process, or one whose checksums do not match."""
+    data = Path(path).read_bytes()
+    records, pos = [], 0
+    while pos + 12 <= len(data):
+        header = data[pos : pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        end = pos + 12 + length + 4
+        if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != masked_crc32c(header):
+            break
+        record = data[pos + 12 : end - 4]
+        if struct.unpack_from("<I", data, end - 4)[0] != masked_crc32c(record):
+            break
+        records.append(record)
+        pos = end
+    return records, pos == len(data)
+
+
+def frame_record(record: bytes) -> bytes:
+    """One TFRecord record as ``read_records`` reads it (and TensorBoard, and TensorFlow)."""
+    header = struct.pack("<Q", len(record))
+    return header + struct.pack("<I", masked_crc32c(header)) + record + struct.pack("<I", masked_crc32c(record))
+
+
 def truncate_events_after(directory: Path, step: int) -> None:
     """Drops the TensorBoard events logged after ``step`` from the event files under
     ``directory`` (and a record cut short by a killed process), each file rewritten whole
     and then renamed over the old one."""
-    files = sorted(Path(directory).glob("*/events.out.tfevents.*"))
-    if not files:
-        return
-    import tensorflow as tf
-    from tensorboard.compat.proto.event_pb2 import Event
-
-    for path in files:
-        records = []
-        try:
-            for record in tf.data.TFRecordDataset(str(path)):
-                records.append(record.numpy())
-        except tf.errors.DataLossError:  # a truncated last record
-            pass
+    for path in sorted(Path(directory).glob("*/events.out.tfevents.*")):
+        records, whole = read_records(path)
         kept = [r for r in records if Event.FromString(r).step <= step]
-        if len(kept) == len(records) and path.stat().st_size == sum(len(r) + 16 for r in records):
+        if whole and len(kept) == len(records):
             continue
         tmp = path.parent / "rewriting.tmp"
-        with tf.io.TFRecordWriter(str(tmp)) as out:
-            for record in kept:
-                out.write(record)
+        tmp.write_bytes(b"".join(frame_record(r) for r in kept))
         tmp.replace(path)
 
 
 class MetricWriter:
-    """Appends scalars to metrics.jsonl and TensorBoard event files under ``workdir``."""
+    """Appends scalars to metrics.jsonl and TensorBoard event files under ``workdir``
+    (one directory per split), written with tensorboardX: no TensorFlow."""
 
     def __init__(self, workdir: Path, *, resume_step: int = 0):
         self.enabled = jax.process_index() == 0
@@ -70,11 +88,9 @@ class MetricWriter:
             truncate_after(self.path, resume_step)
             truncate_events_after(self._tb_dir, resume_step)
 
-    def _tensorboard(self, split: str):
+    def _tensorboard(self, split: str) -> SummaryWriter:
         if split not in self._tb:
-            import tensorflow as tf  # TFDS already needs it; imported only when writing.
-
-            self._tb[split] = tf.summary.create_file_writer(str(self._tb_dir / split))
+            self._tb[split] = SummaryWriter(str(self._tb_dir / split))
         return self._tb[split]
 
     def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
@@ -83,13 +99,10 @@ class MetricWriter:
         record = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        import tensorflow as tf
-
-        with self._tensorboard(split).as_default(step=int(step)):
-            for name, value in scalars.items():
-                tf.summary.scalar(name, float(value))
+        writer = self._tensorboard(split)
+        for name, value in scalars.items():
+            writer.add_scalar(name, float(value), int(step))
 
     def close(self) -> None:
         for writer in self._tb.values():
-            writer.flush()
             writer.close()

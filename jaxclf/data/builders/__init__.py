@@ -1,11 +1,12 @@
 """TFDS builders for data that needs no download.
 
 Importing this package registers the builders with TFDS, so ``tfds.builder('digits')``
-finds them by name exactly as it finds catalog datasets such as ``mnist``.
+finds them by name exactly as it finds catalog datasets such as ``mnist``. Their features are
+plain tensors and class labels, which TFDS encodes and decodes without TensorFlow: they are
+prepared as ArrayRecord and read through ``tfds.data_source`` (``jaxclf.data.sources``).
 """
 
-from jaxclf.data import strokes
-from jaxclf.data.builders import digits, first_symbol, mnist1d, tabular
+from jaxclf.data.builders import digits, first_symbol, mnist1d, sketches, tabular
 
 BUILDERS = {
     "digits": digits.Digits,
@@ -13,6 +14,6 @@ BUILDERS = {
     "breast_cancer": tabular.BreastCancer,
     "wine": tabular.Wine,
     "first_symbol": first_symbol.FirstSymbol,
-    "sketch_shapes": strokes.SketchShapes,
-    "sketch_quickdraw": strokes.SketchQuickdraw,
+    "sketch_shapes": sketches.SketchShapes,
+    "sketch_quickdraw": sketches.SketchQuickdraw,
 }

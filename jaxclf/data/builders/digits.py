@@ -29,15 +29,18 @@ def split_indices() -> dict[str, np.ndarray]:
 class Digits(tfds.core.GeneratorBasedBuilder):
     """8x8 handwritten digits, pixel values 0..16 rescaled to 0..255."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Stratified 1,347/450 split of sklearn's load_digits, seed 0."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Stratified 1,347/450 split of sklearn's load_digits, seed 0.",
+        "2.0.0": "The same images as a uint8 tensor (not PNG): prepared and read without TensorFlow.",
+    }
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Image(shape=(8, 8, 1)),
+                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
                     "label": tfds.features.ClassLabel(num_classes=10),
                 }
             ),

@@ -60,7 +60,8 @@ class FirstSymbolConfig(tfds.core.BuilderConfig):
 class FirstSymbol(tfds.core.GeneratorBasedBuilder):
     """Class = the symbol at step 0, followed by T - 1 distractor symbols."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"2.0.0": "Prepared as ArrayRecord without TensorFlow."}
     BUILDER_CONFIGS = [FirstSymbolConfig(length=t, train_size=n) for n in (SIZES["train"], LARGE_TRAIN) for t in LENGTHS]
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -22,7 +22,8 @@ def generate() -> dict[str, np.ndarray]:
 class Mnist1d(tfds.core.GeneratorBasedBuilder):
     """MNIST-1D sequences (40 steps x 1 feature), 4,000 train / 1,000 test."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"2.0.0": "Prepared as ArrayRecord without TensorFlow."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

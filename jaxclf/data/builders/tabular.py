@@ -26,10 +26,11 @@ def stratified_split(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "test": np.sort(test)}
 
 
-class _SklearnTabular(tfds.core.GeneratorBasedBuilder):
-    """Base: subclasses name the sklearn loader and the class names."""
+class _SklearnTabular(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base (not a dataset of its own): subclasses name the sklearn loader and the class names."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"2.0.0": "Prepared as ArrayRecord without TensorFlow."}
     LOADER = ""
     CLASS_NAMES: tuple[str, ...] = ()
     NUM_FEATURES = 0

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxclf.data.strokes import to_absolute
+from jaxclf.ops.strokes import to_absolute
 
 
 def _bounds(lines: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
