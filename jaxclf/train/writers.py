@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Mapping
 
 import jax
-from tensorboardX import SummaryWriter
-from tensorboardX.proto.event_pb2 import Event
-from tensorboardX.record_writer import masked_crc32c
 
 
 def _step_of(line: str) -> int | None:
@@ -35,6 +32,14 @@ def truncate_after(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def _masked_crc32c(data: bytes) -> int:
+    # tensorboardX sets CRC32C_SW_MODE in os.environ when imported: imported when a run writes
+    # events, not when jaxclf is imported (an import changes nothing in the user's process).
+    from tensorboardX.record_writer import masked_crc32c
+
+    return masked_crc32c(data)
+
+
 def read_records(path: Path) -> tuple[list[bytes], bool]:
     """The complete TFRecord records of an event file (length, masked CRC-32C of the length,
     data, masked CRC-32C of the data), and whether the file held nothing else: reading stops
@@ -45,10 +50,10 @@ def read_records(path: Path) -> tuple[list[bytes], bool]:
         header = data[pos : pos + 8]
         (length,) = struct.unpack("<Q", header)
         end = pos + 12 + length + 4
-        if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != masked_crc32c(header):
+        if end > len(data) or struct.unpack_from("<I", data, pos + 8)[0] != _masked_crc32c(header):
             break
         record = data[pos + 12 : end - 4]
-        if struct.unpack_from("<I", data, end - 4)[0] != masked_crc32c(record):
+        if struct.unpack_from("<I", data, end - 4)[0] != _masked_crc32c(record):
             break
         records.append(record)
         pos = end
@@ -58,7 +63,7 @@ def read_records(path: Path) -> tuple[list[bytes], bool]:
 def frame_record(record: bytes) -> bytes:
     """One TFRecord record as ``read_records`` reads it (and TensorBoard, and TensorFlow)."""
     header = struct.pack("<Q", len(record))
-    return header + struct.pack("<I", masked_crc32c(header)) + record + struct.pack("<I", masked_crc32c(record))
+    return header + struct.pack("<I", _masked_crc32c(header)) + record + struct.pack("<I", _masked_crc32c(record))
 
 
 def truncate_events_after(directory: Path, step: int) -> None:
@@ -67,6 +72,8 @@ def truncate_events_after(directory: Path, step: int) -> None:
     and then renamed over the old one."""
     for path in sorted(Path(directory).glob("*/events.out.tfevents.*")):
         records, whole = read_records(path)
+        from tensorboardX.proto.event_pb2 import Event
+
         kept = [r for r in records if Event.FromString(r).step <= step]
         if whole and len(kept) == len(records):
             continue
@@ -88,8 +95,10 @@ class MetricWriter:
             truncate_after(self.path, resume_step)
             truncate_events_after(self._tb_dir, resume_step)
 
-    def _tensorboard(self, split: str) -> SummaryWriter:
+    def _tensorboard(self, split: str):
         if split not in self._tb:
+            from tensorboardX import SummaryWriter  # see _masked_crc32c
+
             self._tb[split] = SummaryWriter(str(self._tb_dir / split))
         return self._tb[split]
 
