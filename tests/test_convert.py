@@ -39,7 +39,7 @@ def random_variables(name, side=64, seed=0):
     """(params, batch_stats) of the small model as numpy arrays, without running it."""
     model = models.create(name, num_classes=7, **SMALL[name])
     shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
-                                               jnp.zeros((1, side, side, 3))))
+                                               jnp.zeros((1, side, side, 3)), train=False))
     rng = np.random.default_rng(seed)
     values = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
     return values["params"], values.get("batch_stats", {})
