@@ -184,7 +184,7 @@ def _perturb(tree):
 @pytest.mark.parametrize("name,kwargs", TEXT_MODELS, ids=lambda v: str(v))
 def test_padding_never_changes_the_logits(name, kwargs):
     model = models.create(name, num_classes=3, vocab_size=V, embed_dim=8, **kwargs)
-    variables = jax.jit(model.init)(jax.random.key(0), _tokens(L), lengths=LENGTHS, train=False)
+    variables = jax.jit(lambda k, x, n: model.init(k, x, lengths=n, train=False))(jax.random.key(0), _tokens(L), LENGTHS)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
     variables = _perturb(variables)  # e.g. nonzero biases: a window over padding alone would show
     apply = jax.jit(lambda x, n: model.apply(variables, x, lengths=n, train=False))
@@ -211,7 +211,7 @@ def test_wide_conv_is_flax_conv_with_full_padding():
 def test_text_models_train_with_dropout_and_reject_flatten_pooling():
     for name in ("text_rnn", "text_cnn"):
         model = models.create(name, num_classes=1, vocab_size=V, embed_dim=4, dropout_rate=0.5)
-        variables = jax.jit(model.init)(jax.random.key(0), _tokens(L), lengths=LENGTHS, train=False)
+        variables = jax.jit(lambda k, x, n: model.init(k, x, lengths=n, train=False))(jax.random.key(0), _tokens(L), LENGTHS)
         train = jax.jit(lambda k: model.apply(variables, _tokens(L), lengths=LENGTHS, train=True, rngs={"dropout": k}))
         a, b = train(jax.random.key(1)), train(jax.random.key(2))
         assert a.shape == (4, 1) and not np.allclose(a, b)
