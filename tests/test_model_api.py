@@ -138,7 +138,7 @@ def _loss_and_grad(model, variables, args, call):
     params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
     def loss(p, *a):
-        out = model.apply({"params": p, **rest}, *a, **call, train=True, rngs={"dropout": KEY}, mutable=list(rest))
+        out = model.apply({"params": p, **rest}, *a, **call, train=True, rngs={"dropout": KEY}, mutable=list(rest) or False)
         out = out[0] if rest else out
         return jnp.sum(jnp.square(out))
 
@@ -177,7 +177,7 @@ def _saved_bytes(model, x):
     rest = {k: v for k, v in variables.items() if k != "params"}
 
     def loss(p, r):
-        out = model.apply({**r, "params": p}, x, train=True, mutable=list(r))
+        out = model.apply({**r, "params": p}, x, train=True, mutable=list(r) or False)
         return jnp.sum(out[0] if r else out)
 
     residuals = jax.eval_shape(lambda p, r: jax.vjp(lambda q: loss(q, r), p)[1], variables["params"], rest)

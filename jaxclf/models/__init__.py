@@ -6,6 +6,11 @@ registry is the union of those dicts, built here explicitly so that which names 
 never depends on import order. A family whose models define their own loss (task
 'generative') also exports ``OBJECTIVES``: name -> {'objective': factory, 'scalars': names
 of the scalars it returns, 'figures': what a finished run draws}.
+
+Conventions shared by every model (docs/models.md shows them in use): ``train`` is a required
+keyword of ``__call__``; classifiers take ``output='logits' | 'features' | 'stages'`` and
+``num_classes=0`` (no head); ``dtype``/``param_dtype`` everywhere; ``remat`` on the deep ones.
+``describe(name)`` lists a model's keywords with defaults and docs.
 """
 
 from __future__ import annotations
