@@ -155,15 +155,17 @@ def test_conv_gradients_in_a_scan_keep_the_fast_layout(monkeypatch):
 
 
 def _steps(model, x, train=True):
-    """A model's loss gradient as a jaxclf step computes it (batch statistics updated)."""
+    """A model's loss and gradient as a jaxclf step computes them (batch statistics in training
+    mode, the updated statistics returned)."""
     variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(1, impl="rbg"), x)
     params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
     def step(params, x):
-        out, new = model.apply({"params": params, **state}, x, train=train, mutable=list(state),
-                               rngs={"dropout": jax.random.key(2)})
-        return jax.value_and_grad(lambda p: jnp.sum(model.apply({"params": p, **state}, x, train=train,
-                                                                mutable=list(state))[0] ** 2))(params), new
+        def loss(p):
+            out, new = model.apply({"params": p, **state}, x, train=train, mutable=list(state))
+            return jnp.sum(out ** 2), new
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
     return step, params
 
 
@@ -180,18 +182,20 @@ def test_models_match_the_plain_program(name, kwargs, shape, conv_setting):
     model = models.create(name, num_classes=10, **kwargs)
     x = jax.random.normal(jax.random.key(0), shape)
     step, params = _steps(model, x)
-    fast = jax.jit(cpu.optimize(step))(params, x)
+    compiled = jax.jit(cpu.optimize(step)).lower(params, x).compile()
+    fast = compiled(params, x)
     if conv_setting == "auto" and len(shape) == 4:
-        assert "jaxclf_onednn" in _compiled(step, params, x)
-    # Batch statistics of tiny batches amplify float32 round-off through deep stacks of batch norm.
-    _assert_close(fast, jax.jit(step)(params, x), rtol=1e-4)
+        assert "jaxclf_onednn" in compiled.as_text()
+    # Batch statistics of tiny batches amplify float32 round-off through deep stacks of batch
+    # norm (as in the tests of the layers this pass replaced: 1e-3 in training mode).
+    _assert_close(fast, jax.jit(step)(params, x), rtol=1e-3)
 
 
-def test_programs_for_other_platforms_and_export_are_the_original(conv_setting):
+def test_programs_for_other_platforms_and_export_are_the_original():
     """Lowered for CUDA or TPU (from this CPU-only machine), or exported, the optimised step
     is the plain step: no oneDNN custom calls, no CPU rewrites."""
-    model = models.create("resnet18", num_classes=10, widths=(8, 8, 16, 16))
-    x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
+    model = models.create("resnet20", num_classes=10, stage_sizes=(1, 1, 1))
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
     step, params = _steps(model, x)
     for platform in ("cuda", "tpu"):
         fast = jax.jit(cpu.optimize(step)).trace(params, x).lower(lowering_platforms=(platform,)).as_text()

@@ -1,5 +1,8 @@
 """Streaming states and the training-loop collection: batching, merging, sharding, bounds."""
 
+import functools
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,12 +36,12 @@ def split(batch, parts):
 
 _COLL = {
     "multiclass": M.collection(
-        ["accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_micro", "mcc",
-         "cohen_kappa", "top2_accuracy", "log_loss", "brier", "ece", "roc_auc_ovr",
+        ["loss", "accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "precision_micro",
+         "mcc", "cohen_kappa", "top2_accuracy", "log_loss", "brier", "ece", "roc_auc_ovr",
          "roc_auc_ovo", "average_precision"], num_classes=4),
     "binary": M.collection(
-        ["precision", "recall", "specificity", "npv", "fpr", "fnr", "f1", "tp", "fp", "fn",
-         "tn", "roc_auc", "roc_auc_lower", "roc_auc_upper", "best_f1_threshold",
+        ["loss", "precision", "recall", "specificity", "npv", "fpr", "fnr", "f1", "tp", "fp",
+         "fn", "tn", "roc_auc", "roc_auc_lower", "roc_auc_upper", "best_f1_threshold",
          "best_youden_threshold", "ece"], num_classes=2, task="binary", num_bins=20),
 }
 _UPDATE = {name: jax.jit(lambda s, b, c=c: c.update(s, **b)) for name, c in _COLL.items()}
@@ -264,3 +267,111 @@ def test_sharded_over_4_devices_matches_one_device():
                       batches[0]["mask"])
             np.testing.assert_allclose(np.asarray(jax.jit(fn)(y, s, w)), np.asarray(want),
                                        rtol=1e-6)
+
+
+# ---- derived metrics of a merged confusion matrix ----
+
+def _sk_from_confusion(name, y, p, k, w, **opts):
+    """scikit-learn's value of a from_confusion metric (labels = range(k))."""
+    labels = list(range(k))
+    avg = opts.get("average", "binary")
+    zd = opts.get("zero_division", 0.0)
+    ratio = dict(average=avg, labels=labels, zero_division=zd, sample_weight=w,
+                 pos_label=opts.get("pos_label", 1))
+    if name in ("precision", "recall", "f1"):
+        return getattr(skm, f"{name}_score")(y, p, **ratio)
+    if name == "fbeta":
+        return skm.fbeta_score(y, p, beta=opts["beta"], **ratio)
+    if name in ("specificity", "npv", "fpr"):  # one-vs-rest of "not c"
+        sk = skm.precision_score if name == "npv" else skm.recall_score
+        per = np.array([sk(y != c, p != c, zero_division=zd, sample_weight=w) for c in labels])
+        return 1 - per if name == "fpr" else per
+    if name == "fnr":
+        return 1 - skm.recall_score(y, p, **ratio)
+    if name == "accuracy":
+        return skm.accuracy_score(y, p, sample_weight=w)
+    if name == "balanced_accuracy":
+        return skm.balanced_accuracy_score(y, p, sample_weight=w, **opts)
+    if name == "matthews_corrcoef":
+        return skm.matthews_corrcoef(y, p, sample_weight=w)
+    return skm.cohen_kappa_score(y, p, labels=labels, sample_weight=w, **opts)
+
+
+FROM_CONFUSION_CASES = [
+    ("f1", dict(average="macro")), ("f1", dict(average="weighted")), ("f1", dict(average="micro")),
+    ("precision", dict(average="macro", zero_division=1.0)), ("recall", dict(average=None)),
+    ("fbeta", dict(beta=0.5, average="macro")), ("specificity", dict(average=None)),
+    ("npv", dict(average=None)), ("fpr", dict(average=None, zero_division=np.nan)),
+    ("fnr", dict(average=None, zero_division=np.nan)), ("accuracy", {}),
+    ("balanced_accuracy", dict(adjusted=True)), ("matthews_corrcoef", {}),
+    ("cohen_kappa", dict(weights="quadratic")),
+]
+
+
+@given(st.integers(0, 10**6), st.sampled_from([2, 3, 5]))
+@SETTINGS
+def test_metrics_from_merged_confusion_state(seed, k):
+    """ConfusionMatrix.compute(state, name, ...) of a state merged from 3 batches = the
+    function form = scikit-learn, for every metric from_confusion knows."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, N)
+    p = np.where(rng.random(N) < 0.5, y, rng.integers(0, k, N))
+    w = rng.choice([0.0, 0.5, 1.0, 2.0], N).astype(np.float32)
+    spec = M.ConfusionMatrix(k)
+    update = jax.jit(spec.update)
+    states = [update(spec.empty(), y[i:i + 16], p[i:i + 16], w[i:i + 16]) for i in (0, 16, 32)]
+    merged = functools.reduce(spec.merge, states)
+    cases = FROM_CONFUSION_CASES + ([("f1", dict(average="binary", pos_label=0))] if k == 2
+                                    else [])
+    real = w > 0
+    for name, opts in cases:
+        got = spec.compute(merged, name, **opts)
+        np.testing.assert_allclose(got, M.from_confusion(merged["confusion"], name, **opts))
+        fn = getattr(M, name)
+        np.testing.assert_allclose(got, fn(y, p, num_classes=k, sample_weight=w, **opts),
+                                   rtol=1e-6, atol=1e-7, err_msg=name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = _sk_from_confusion(name, y[real], p[real], k, w[real], **opts)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {opts}")
+
+
+def test_from_confusion_contract_and_collection_state():
+    cm = M.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1], num_classes=3)
+    with pytest.raises(ValueError, match="valid: accuracy"):
+        M.from_confusion(cm, "f2")
+    with pytest.raises(ValueError, match="needs beta"):
+        M.from_confusion(cm, "fbeta")
+    with pytest.raises(TypeError, match="matthews_corrcoef"):
+        M.from_confusion(cm, "matthews_corrcoef", average="macro")
+    with pytest.raises(ValueError, match="average='binary' needs num_classes=2"):
+        M.from_confusion(cm, "f1")
+    # a training-loop collection's state: the same numbers as its named metrics
+    coll = M.collection(["f1_macro", "mcc", "recall_weighted"], num_classes=4)
+    batch = data(5, 4)
+    state = jax.jit(lambda s, b: coll.update(s, **b))(coll.empty(), batch)
+    out = coll.compute(state)
+    for name, metric, opts in (("f1_macro", "f1", dict(average="macro")),
+                               ("mcc", "mcc", {}),
+                               ("recall_weighted", "recall", dict(average="weighted"))):
+        np.testing.assert_allclose(M.from_confusion(state["confusion"], metric, **opts),
+                                   out[name], rtol=1e-6)
+
+
+def test_collection_update_needs_only_what_it_uses():
+    """No loss= or mask= for a collection without 'loss'; mask defaults to all ones; listing
+    'loss' without giving it is an error naming the metric."""
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(N, 4)).astype(np.float32)
+    y = rng.integers(0, 4, N)
+    coll = M.collection(["accuracy", "f1_macro"], num_classes=4)
+    assert coll.metric_names == ("accuracy", "f1_macro") and "loss_sum" not in coll.empty()
+    out = coll.compute(coll.update(coll.empty(), logits=logits, labels=y))
+    pred = logits.argmax(1)
+    np.testing.assert_allclose(out["accuracy"], skm.accuracy_score(y, pred), rtol=1e-6)
+    np.testing.assert_allclose(out["f1_macro"], skm.f1_score(y, pred, average="macro",
+                                                             labels=range(4)), rtol=1e-6)
+    with_loss = M.collection(["accuracy", "loss"], num_classes=4)
+    assert with_loss.metric_names == ("loss", "accuracy")
+    with pytest.raises(ValueError, match="metric 'loss' needs update"):
+        with_loss.update(with_loss.empty(), logits=logits, labels=y)

@@ -21,6 +21,7 @@ the library does not load) or ``xla``. It is read when a program is lowered.
 
 from __future__ import annotations
 
+import atexit
 import ctypes as C
 import functools
 import importlib.metadata
@@ -371,6 +372,23 @@ _handlers: dict[str, _Handler] = {}  # registered targets; XLA holds raw pointer
 _registering = threading.Lock()
 
 
+def _finish_work_before_exit() -> None:
+    """Waits for every computation still producing a live array (registered with ``atexit``
+    once a process has a oneDNN program).
+
+    The handler is a ctypes callback, which takes the GIL. An XLA:CPU worker that reaches it
+    while the interpreter is finalizing is ended inside ``PyGILState_Ensure`` (pthread_exit),
+    and XLA's thread pool then waits for it forever when the CPU client is destroyed: a
+    program that exits (e.g. on an exception) with convolutions still dispatched would hang.
+    ``atexit`` runs before finalization, while the workers can still take the GIL."""
+    for array in jax.live_arrays():
+        if not array.is_deleted():
+            try:
+                array.block_until_ready()
+            except Exception:  # noqa: BLE001  (the computation's own error is its caller's)
+                pass
+
+
 def _answer_metadata(frame: _CallFrame) -> None:
     """XLA asks a handler which FFI API it was written against before using it, and refuses
     one whose version it does not support (rather than letting it misread the call frame)."""
@@ -407,6 +425,8 @@ def target(part: str, spec: Spec) -> tuple[str, Primitive]:
     name = f"jaxclf_onednn_{part}_{spec.name}"
     p = primitive(part, spec)
     with _registering:
+        if not _handlers:
+            atexit.register(_finish_work_before_exit)
         if name not in _handlers:
             handler = _make_handler(p)
             capsule = C.pythonapi.PyCapsule_New

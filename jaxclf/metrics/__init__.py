@@ -6,24 +6,31 @@ predictions), ``ranking`` (ROC/PR curves, AUC, average precision, top-k), ``cali
 (log loss, Brier, ECE). ``streaming`` holds the ``empty / update / merge / compute`` states;
 the training loop uses :func:`collection`, a set of named metrics whose state is a pytree of
 sums (so it merges across batches, devices and processes by addition).
+
+No metric infers its classes from the data: each declares them (``num_classes``, the columns
+of the scores, or 0/1 for binary inputs). A label outside them raises ValueError outside jit
+and makes the result NaN inside jit; :func:`check_labels` (raises) and :func:`labels_valid`
+(jittable) check labels, :func:`is_valid` a streamed state. :func:`from_confusion` reads any
+threshold metric from a (merged) confusion matrix.
 """
 
 from jaxclf.metrics import streaming
+from jaxclf.metrics._common import check_labels, labels_valid
 from jaxclf.metrics.calibration import (brier_score, calibration_from_sums,
                                         expected_calibration_error, log_loss,
                                         reliability_diagram)
 from jaxclf.metrics.collection import Collection, collection, names
 from jaxclf.metrics.means import Means, means
-from jaxclf.metrics.confusion import (Counts, confusion_matrix, counts, counts_from_confusion,
-                                      multilabel_confusion_matrix)
+from jaxclf.metrics.confusion import (Counts, confusion, confusion_matrix, counts,
+                                      counts_from_confusion, multilabel_confusion_matrix)
 from jaxclf.metrics.ranking import (average_precision, best_thresholds, histogram_auc,
                                     histogram_curves, precision_recall_curve, roc_auc,
                                     roc_curve, top_k_accuracy)
 from jaxclf.metrics.streaming import (BinnedAUC, Calibration, ConfusionMatrix, ExactScores,
-                                      Mean)
+                                      Mean, is_valid)
 from jaxclf.metrics.threshold import (accuracy, balanced_accuracy, cohen_kappa, f1, fbeta, fnr,
-                                      fpr, matthews_corrcoef, npv, precision, recall,
-                                      sensitivity, specificity)
+                                      fpr, from_confusion, matthews_corrcoef, npv, precision,
+                                      recall, sensitivity, specificity)
 
 brier_score_loss = brier_score
 roc_auc_score = roc_auc
@@ -33,9 +40,10 @@ __all__ = [
     "BinnedAUC", "Calibration", "Collection", "ConfusionMatrix", "Counts", "ExactScores",
     "Mean", "Means", "accuracy", "average_precision", "average_precision_score", "balanced_accuracy",
     "best_thresholds", "brier_score", "brier_score_loss", "calibration_from_sums",
-    "cohen_kappa", "collection", "confusion_matrix", "counts", "counts_from_confusion",
-    "expected_calibration_error", "f1", "fbeta", "fnr", "fpr", "histogram_auc",
-    "histogram_curves", "log_loss", "matthews_corrcoef", "means", "multilabel_confusion_matrix",
+    "check_labels", "cohen_kappa", "collection", "confusion", "confusion_matrix", "counts",
+    "counts_from_confusion", "expected_calibration_error", "f1", "fbeta", "fnr", "fpr",
+    "from_confusion", "histogram_auc", "histogram_curves", "is_valid", "labels_valid",
+    "log_loss", "matthews_corrcoef", "means", "multilabel_confusion_matrix",
     "names", "npv", "precision", "precision_recall_curve", "recall", "reliability_diagram",
     "roc_auc", "roc_auc_score", "roc_curve", "sensitivity", "specificity", "streaming",
     "top_k_accuracy",

@@ -5,7 +5,8 @@ Inputs are probabilities, as in sklearn: 1-D ``y_prob`` is P(class 1) of a binar
 the streaming AUC histograms) and is ``sum_b |sum of outcomes_b - sum of confidences_b| / N``:
 for 1-D inputs the confidence is P(positive) and the outcome y (sklearn's
 ``calibration_curve``); for 2-D it is the top-label confidence and whether the top label
-is right (Guo et al., 2017).
+is right (Guo et al., 2017). Labels outside the classes of ``y_prob`` (0/1 for (N,), ``0..K-1``
+for (N, K)) raise outside jit and give NaN inside jit.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxclf.metrics._common import divide, jit_metric, replicated, weights
-from jaxclf.metrics.ranking import bin_index
+from jaxclf.metrics._common import divide, invalidate, jit_metric, replicated, settle, weights
+from jaxclf.metrics.ranking import SCORE_HINT, bin_index, score_labels
 
 
 def _two_columns(y_prob):
@@ -51,14 +52,15 @@ def _mean(terms, sample_weight, normalize=True):
     return divide(total, w.sum(), 0.0) if normalize else total
 
 
-@jit_metric("num_classes", "normalize", finite=("y_prob",))
+@jit_metric("num_classes", "normalize", finite=("y_prob",), hint=SCORE_HINT)
 def log_loss(y_true, y_prob, *, num_classes=None, normalize=True, sample_weight=None):
     """Mean negative log-likelihood of the true class (see :func:`log_loss_terms`)."""
-    return _mean(log_loss_terms(y_true, y_prob, num_classes=num_classes), sample_weight,
-                 normalize)
+    check = score_labels(y_true, y_prob, sample_weight, num_classes)
+    return invalidate(_mean(log_loss_terms(y_true, y_prob, num_classes=num_classes),
+                            sample_weight, normalize), check), check
 
 
-@jit_metric("num_classes", "pos_label", "scale_by_half", finite=("y_prob",))
+@jit_metric("num_classes", "pos_label", "scale_by_half", finite=("y_prob",), hint=SCORE_HINT)
 def brier_score(y_true, y_prob, *, num_classes=None, sample_weight=None, pos_label=1,
                 scale_by_half="auto"):
     """Mean squared error of the probability vector against the one-hot truth.
@@ -66,8 +68,12 @@ def brier_score(y_true, y_prob, *, num_classes=None, sample_weight=None, pos_lab
     ``scale_by_half='auto'`` halves it for binary inputs (then it is the usual (p - y)^2
     mean in [0, 1]), as sklearn's ``brier_score_loss``.
     """
-    return _mean(brier_terms(y_true, y_prob, num_classes=num_classes, pos_label=pos_label,
-                             scale_by_half=scale_by_half), sample_weight)
+    if jnp.ndim(y_prob) == 1 and pos_label not in (0, 1):
+        raise ValueError(f"pos_label must be 0 or 1, got {pos_label!r}")
+    check = score_labels(y_true, y_prob, sample_weight, num_classes)
+    return invalidate(_mean(brier_terms(y_true, y_prob, num_classes=num_classes,
+                                        pos_label=pos_label, scale_by_half=scale_by_half),
+                            sample_weight), check), check
 
 
 def reliability_sums(y_true, y_prob, *, num_bins=15, sample_weight=None):
@@ -80,7 +86,8 @@ def reliability_sums(y_true, y_prob, *, num_bins=15, sample_weight=None):
     w = weights(sample_weight, conf.shape[0])
     b = bin_index(conf, num_bins)
     seg = lambda v: jax.ops.segment_sum(v, b, num_segments=num_bins)
-    return {"count": seg(w), "confidence": seg(w * conf), "outcome": seg(w * outcome)}
+    sums = {"count": seg(w), "confidence": seg(w * conf), "outcome": seg(w * outcome)}
+    return settle(sums, score_labels(y, p, sample_weight), "y_true", SCORE_HINT)
 
 
 def calibration_from_sums(sums):
@@ -94,7 +101,7 @@ def calibration_from_sums(sums):
     nb = n.shape[-1]
     return {
         "ece": divide(gap.sum(), n.sum(), jnp.nan),
-        "mce": jnp.max(jnp.where(n > 0, divide(gap, n, 0.0), 0.0)),
+        "mce": jnp.max(jnp.where(n > 0, divide(gap, n, 0.0), n * 0.0)),  # NaN sums: NaN
         "bin_edges": jnp.linspace(0.0, 1.0, nb + 1),
         "count": n,
         "mean_confidence": divide(sums["confidence"], n, jnp.nan),
@@ -102,15 +109,20 @@ def calibration_from_sums(sums):
     }
 
 
-@jit_metric("num_bins", finite=("y_prob",))
+def _diagram(y_true, y_prob, num_bins, sample_weight):
+    sums = reliability_sums(y_true, y_prob, num_bins=num_bins, sample_weight=sample_weight)
+    check = score_labels(y_true, y_prob, sample_weight)
+    return invalidate(calibration_from_sums(sums), check), check
+
+
+@jit_metric("num_bins", finite=("y_prob",), hint=SCORE_HINT)
 def reliability_diagram(y_true, y_prob, *, num_bins=15, sample_weight=None):
     """The data to plot a reliability diagram (and the ECE); see :func:`calibration_from_sums`."""
-    return calibration_from_sums(
-        reliability_sums(y_true, y_prob, num_bins=num_bins, sample_weight=sample_weight))
+    return _diagram(y_true, y_prob, num_bins, sample_weight)
 
 
-@jit_metric("num_bins", finite=("y_prob",))
+@jit_metric("num_bins", finite=("y_prob",), hint=SCORE_HINT)
 def expected_calibration_error(y_true, y_prob, *, num_bins=15, sample_weight=None):
     """ECE: the weighted mean gap between confidence and accuracy over equal-width bins."""
-    return reliability_diagram(y_true, y_prob, num_bins=num_bins,
-                               sample_weight=sample_weight)["ece"]
+    diagram, check = _diagram(y_true, y_prob, num_bins, sample_weight)
+    return diagram["ece"], check

@@ -4,7 +4,8 @@ A state is a dict of arrays that are sums over examples (masked by the per-examp
 so ``merge`` is addition and the result is exact whatever the batching or sharding. Only the
 statistics the listed metrics need are kept:
 
-- ``loss_sum``, ``count``: the mean loss;
+- ``count``: the examples (sum of the mask); ``loss_sum``: for the mean loss, kept only when
+  'loss' is listed (then ``update`` needs ``loss=``);
 - ``confusion``: (K, K) counts (binary: 2x2; multilabel: (K, 2, 2) per label, pooled to one
   2x2 matrix for accuracy / balanced_accuracy / mcc / cohen_kappa);
 - ``hist_pos``, ``hist_neg``: (C, num_bins) histograms of probabilities per class, for ROC AUC
@@ -19,6 +20,12 @@ Probabilities: softmax of logits (multiclass), sigmoid (binary: P(positive); mul
 label). Hard predictions: argmax, or probability >= ``threshold``. In a multilabel task every
 (example, label) pair is one binary decision: 'accuracy' is the per-label (Hamming) accuracy,
 'subset_accuracy' the exact-match ratio, '*_macro' average over labels.
+
+Labels outside the task's classes (multiclass ``0..K-1``, binary 0/1, multilabel 0/1
+indicators) in rows of nonzero mask raise in an eager ``update``; under jit they make every
+label-dependent sum of the batch NaN (``loss_sum`` and ``count`` stay), so the merged state
+and its metrics are NaN (``streaming.is_valid(state)`` is False). Any confusion-matrix metric
+of a state is ``from_confusion(state['confusion'], name, ...)``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxclf.metrics import calibration, ranking, streaming, threshold as thr
-from jaxclf.metrics._common import divide, nanaverage, replicated
+from jaxclf.metrics._common import (divide, invalidate, label_check, nanaverage, replicated,
+                                     settle)
 from jaxclf.metrics.calibration import calibration_from_sums
-from jaxclf.metrics.confusion import (Counts, confusion_matrix, counts_from_confusion,
-                                      multilabel_confusion_matrix)
+from jaxclf.metrics.confusion import confusion_matrix, multilabel_confusion_matrix
 
 TASKS = ("multiclass", "binary", "multilabel")
 ALL = frozenset(TASKS)
@@ -67,25 +74,13 @@ class _Metric:
 
 # ---- readers of the state ----
 
-def _cm(c, s):
-    cm = s["confusion"]
-    return cm.sum(0) if c.task == "multilabel" else cm
+def _from_confusion(name):
+    return lambda c, s: thr.from_confusion(s["confusion"], name)
 
 
-def _counts(c, s) -> Counts:
-    cm = s["confusion"]
-    if c.task == "multilabel":
-        return Counts(cm[:, 1, 1], cm[:, 0, 1], cm[:, 1, 0], cm[:, 0, 0])
-    return counts_from_confusion(cm)
-
-
-def _rate(name, average, pos_label=1):
-    def fn(c, s):
-        cnt = _counts(c, s)
-        num, den = thr.RATES[name](cnt) if name != "f1" else thr.fbeta_parts(cnt, 1.0)
-        return thr.ratio(num, den, cnt, average=average, pos_label=pos_label,
-                         zero_division=c.zero_division)
-    return fn
+def _rate(name, average):
+    return lambda c, s: thr.from_confusion(s["confusion"], name, average=average,
+                                           zero_division=c.zero_division)
 
 
 def _binned(c, s):
@@ -97,10 +92,12 @@ def _auc(average):
         if c.auc_mode == "exact":
             ex = s["exact"]
             y = ex["label"]
+            check = label_check(y, 2 if c.task != "multiclass" else c.num_classes,
+                                ex["weight"])
             if c.task == "multiclass" and average == "micro":
                 y = jax.nn.one_hot(y, c.num_classes, dtype=jnp.int32)
-            return ranking.roc_auc(y, ex["score"], sample_weight=ex["weight"],
-                                   average=average)
+            return invalidate(ranking.roc_auc(y, ex["score"], sample_weight=ex["weight"],
+                                              average=average), check)
         if average == "micro":
             return ranking.histogram_auc(s["hist_pos"].sum(0), s["hist_neg"].sum(0))[0]
         auc = _binned(c, s)[0]
@@ -147,15 +144,13 @@ def _mean(key):
 
 _METRICS: dict[str, _Metric] = {
     "loss": _Metric(("loss",), lambda c, s: divide(s["loss_sum"], s["count"], 0.0)),
-    "accuracy": _Metric(("confusion",), lambda c, s: divide(
-        jnp.trace(_cm(c, s)), _cm(c, s).sum(), 0.0)),
+    "accuracy": _Metric(("confusion",), _from_confusion("accuracy")),
     "subset_accuracy": _Metric(("subset",), lambda c, s: divide(s["subset_hits"],
                                                                  s["count"], 0.0),
                                frozenset({"multilabel"})),
-    "balanced_accuracy": _Metric(("confusion",), lambda c, s:
-                                 thr.balanced_accuracy_from_confusion(_cm(c, s))),
-    "mcc": _Metric(("confusion",), lambda c, s: thr.mcc_from_confusion(_cm(c, s))),
-    "cohen_kappa": _Metric(("confusion",), lambda c, s: thr.kappa_from_confusion(_cm(c, s))),
+    "balanced_accuracy": _Metric(("confusion",), _from_confusion("balanced_accuracy")),
+    "mcc": _Metric(("confusion",), _from_confusion("matthews_corrcoef")),
+    "cohen_kappa": _Metric(("confusion",), _from_confusion("cohen_kappa")),
     "log_loss": _Metric(("log_loss",), _mean("log_loss_sum")),
     "brier": _Metric(("brier",), _mean("brier_sum")),
     "ece": _Metric(("calibration",), lambda c, s: calibration_from_sums(
@@ -225,7 +220,7 @@ class Collection:
 
     @property
     def _stats(self) -> set[str]:
-        stats = {"loss"}
+        stats = set()
         for name in self.metric_names:
             stats.update(_lookup(name).stats)
         if "auc" in stats or ("ovo" in stats and self.auc_mode == "exact"):
@@ -241,7 +236,7 @@ class Collection:
 
     def empty(self) -> dict[str, Any]:
         stats, k, z = self._stats, self._cm_classes, jnp.zeros(())
-        s = {"loss_sum": z, "count": z}
+        s = {"count": z, **({"loss_sum": z} if "loss" in stats else {})}
         if "confusion" in stats:
             shape = (self.num_classes, 2, 2) if self.task == "multilabel" else (k, k)
             s["confusion"] = jnp.zeros(shape)
@@ -268,13 +263,29 @@ class Collection:
         p = jax.nn.sigmoid(logits.astype(jnp.float32))
         return p.reshape(p.shape[0]) if self.task == "binary" else p
 
-    def update(self, state, *, logits, labels, loss, mask) -> dict[str, Any]:
-        """Adds one batch. ``loss`` is per example; ``mask`` (0/1 per example) drops padding."""
-        logits, labels, loss, mask = replicated(logits, labels, loss, mask)
-        mask = mask.astype(jnp.float32).reshape(-1)
+    def update(self, state, *, logits, labels, loss=None, mask=None) -> dict[str, Any]:
+        """Adds one batch of ``logits`` (N, K) ((N,) or (N, 1) for binary) and ``labels``.
+
+        ``loss``: per-example losses (N,), needed only when 'loss' is listed. ``mask``: 0/1
+        (or weights) per example; padding rows get 0; default all ones. Bad labels: see the
+        module docstring.
+        """
+        logits, labels = replicated(jnp.asarray(logits), jnp.asarray(labels))
+        n = logits.shape[0]
+        mask = (jnp.ones((n,), jnp.float32) if mask is None
+                else replicated(jnp.asarray(mask, jnp.float32)).reshape(-1))
         stats = self._stats
+        k = 2 if self.task != "multiclass" else self.num_classes
+        check = label_check(labels, k, mask)
+        settle(None, check, "labels", f"task {self.task!r} with num_classes={self.num_classes}")
         labels = labels.astype(jnp.int32)
-        batch = {"loss_sum": jnp.sum(loss.reshape(-1) * mask), "count": jnp.sum(mask)}
+        batch = {"count": jnp.sum(mask)}
+        if "loss" in stats:
+            if loss is None:
+                raise ValueError("metric 'loss' needs update(..., loss=<per-example losses>); "
+                                 "leave 'loss' out of the collection to track none")
+            loss = replicated(jnp.asarray(loss, jnp.float32))
+            batch["loss_sum"] = jnp.sum(loss.reshape(-1) * mask)
         preds = _predictions(logits, self.task, self.threshold)
         probs = self._probs(logits)
         ml = self.task == "multilabel"
@@ -313,7 +324,9 @@ class Collection:
                 hits = ranking.top_k_accuracy(labels, probs, k=int(key[3:]), sample_weight=mask,
                                               normalize=False)
                 batch[key + "_hits"] = hits
-        out = {k: state[k] + batch[k] for k in batch}
+        label_sums = {key: v for key, v in batch.items() if key not in ("count", "loss_sum")}
+        batch.update(settle(label_sums, check))  # eager: already raised above if bad
+        out = {key: state[key] + batch[key] for key in batch}
         if "exact" in stats:
             out["exact"] = self._exact().update(state["exact"], labels, probs, mask)
         return out
@@ -356,7 +369,8 @@ def _compiled_compute(coll: Collection):
 
 def collection(metric_names, *, num_classes: int, task: str = "multiclass",
                **options: Any) -> Collection:
-    """The :class:`Collection` of ``metric_names`` ('loss' is always included).
+    """The :class:`Collection` of ``metric_names`` ('loss', the mean of the per-example
+    losses given to ``update``, only when listed; it comes first).
 
     Options: ``threshold`` (0.5), ``num_bins`` (200), ``calibration_bins`` (15),
     ``auc_mode`` ('binned' | 'exact'), ``capacity`` (exact mode), ``zero_division`` (0.0).
@@ -374,5 +388,6 @@ def collection(metric_names, *, num_classes: int, task: str = "multiclass",
         raise ValueError("auc_mode must be 'binned' or 'exact'")
     if options.get("auc_mode") == "exact" and options.get("capacity", 0) <= 0:
         raise ValueError("auc_mode='exact' needs capacity=<rows of the (padded) eval set>")
-    ordered = ("loss",) + tuple(m for m in metric_names if m != "loss")
-    return Collection(ordered, num_classes=num_classes, task=task, **options)
+    ordered = ("loss",) * ("loss" in metric_names) + tuple(m for m in metric_names
+                                                          if m != "loss")
+    return Collection(tuple(dict.fromkeys(ordered)), num_classes=num_classes, task=task, **options)

@@ -22,6 +22,8 @@ Undefined cases (no positives or no negatives) give ``zero_division`` (nan for R
 sklearn raises; 0.0 for average precision, as sklearn). Scores must be finite: outside jit a
 NaN/inf raises ValueError; inside jit mask such rows with ``sample_weight`` 0 (their value
 then does not matter). Multi-class averages skip classes whose score is undefined (absent from y_true).
+Labels outside the classes of the scores (0/1 for (N,) scores, ``0..K-1`` for (N, K)) raise
+outside jit and give NaN inside jit.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxclf.metrics._common import (check_finite, divide, is_traced, jit_metric, nanaverage,
-                                     replicated, weights)
+from jaxclf.metrics._common import (check_finite, divide, invalidate, is_traced, jit_metric,
+                                     label_check, nanaverage, raise_invalid, replicated,
+                                     weights)
+
+SCORE_HINT = ("Scores of shape (N,) are binary and need 0/1 labels; scores (N, K) need class "
+              "indices in [0, K) or (N, K) 0/1 indicators")
 
 
 class Sorted(NamedTuple):
@@ -182,8 +188,18 @@ def roc_curve(y_true, y_score, *, pos_label=1, sample_weight=None, padded=False)
     plot and integrate (trapezoid) exactly like the trimmed ones.
     """
     check_finite(y_score, "y_score")
-    y = (jnp.asarray(y_true).reshape(-1) == pos_label).astype(jnp.int32)
-    return _trim(_roc_points(y, y_score, sample_weight), padded, (0, 0, 0))
+    y, check = _binary_labels(y_true, pos_label, sample_weight)
+    return _trim(invalidate(_roc_points(y, y_score, sample_weight), check), padded, (0, 0, 0))
+
+
+def _binary_labels(y_true, pos_label, sample_weight):
+    """0/1 positives of a binary problem, checked (labels 0 or 1, ``pos_label`` one of them)."""
+    if pos_label not in (0, 1):
+        raise ValueError(f"pos_label must be 0 or 1, got {pos_label!r}")
+    y = jnp.asarray(y_true).reshape(-1)
+    check = label_check(y, 2, sample_weight)
+    raise_invalid(check, "y_true", "curves are of binary problems")
+    return (y == pos_label).astype(jnp.int32), check
 
 
 @jax.jit
@@ -212,8 +228,8 @@ def precision_recall_curve(y_true, y_score, *, pos_label=1, sample_weight=None, 
     precision/recall; the first ``valid.sum() - 1`` thresholds are real.
     """
     check_finite(y_score, "y_score")
-    y = (jnp.asarray(y_true).reshape(-1) == pos_label).astype(jnp.int32)
-    return _trim(_pr_points(y, y_score, sample_weight), padded, (0, 0, -1))
+    y, check = _binary_labels(y_true, pos_label, sample_weight)
+    return _trim(invalidate(_pr_points(y, y_score, sample_weight), check), padded, (0, 0, -1))
 
 
 # ---- multi-class / multi-label averaging ----
@@ -263,6 +279,13 @@ def _one_vs_one(y_true, y_score, k, average, sample_weight, zd):
     raise ValueError(f"multi_class='ovo' supports average 'macro' or 'weighted', got {average!r}")
 
 
+def score_labels(y_true, y_score, sample_weight=None, num_classes=None):
+    """The LabelCheck of ``y_true`` against the classes of ``y_score`` (see SCORE_HINT)."""
+    binary = jnp.ndim(y_score) == 1 or jnp.ndim(y_true) == 2
+    k = 2 if binary else (jnp.shape(y_score)[1] if num_classes is None else num_classes)
+    return label_check(y_true, k, sample_weight)
+
+
 def _binary_column(y_true, y_score):
     """(N, 1) scores with 1-D labels are a binary problem's (N,) scores (a (B, 1) logit)."""
     y_score = jnp.asarray(y_score)
@@ -271,7 +294,7 @@ def _binary_column(y_true, y_score):
     return y_score
 
 
-@jit_metric("num_classes", "multi_class", "average", finite=("y_score",))
+@jit_metric("num_classes", "multi_class", "average", finite=("y_score",), hint=SCORE_HINT)
 def roc_auc(y_true, y_score, *, num_classes=None, multi_class="ovr", average="macro",
             sample_weight=None, zero_division=float("nan")):
     """Exact area under the ROC curve, like ``sklearn.metrics.roc_auc_score``.
@@ -283,18 +306,21 @@ def roc_auc(y_true, y_score, *, num_classes=None, multi_class="ovr", average="ma
     Unlike sklearn, 'ovo' accepts ``sample_weight`` and scores need not sum to one.
     """
     y_score = _binary_column(y_true, y_score)
+    check = score_labels(y_true, y_score, sample_weight, num_classes)
     if y_score.ndim == 1:
-        return binary_roc_auc(y_true, y_score, sample_weight, zero_division)
-    if multi_class == "ovo" and jnp.ndim(y_true) == 1:
+        value = binary_roc_auc(y_true, y_score, sample_weight, zero_division)
+    elif multi_class == "ovo" and jnp.ndim(y_true) == 1:
         k = y_score.shape[1] if num_classes is None else num_classes
-        return _one_vs_one(y_true, y_score, k, average, sample_weight, zero_division)
-    if multi_class not in ("ovr", "ovo"):
+        value = _one_vs_one(y_true, y_score, k, average, sample_weight, zero_division)
+    elif multi_class not in ("ovr", "ovo"):
         raise ValueError(f"multi_class must be 'ovr' or 'ovo', got {multi_class!r}")
-    return _one_vs_rest(binary_roc_auc, y_true, y_score, num_classes, average,
-                        sample_weight, zero_division)
+    else:
+        value = _one_vs_rest(binary_roc_auc, y_true, y_score, num_classes, average,
+                             sample_weight, zero_division)
+    return invalidate(value, check), check
 
 
-@jit_metric("num_classes", "average", "pos_label", finite=("y_score",))
+@jit_metric("num_classes", "average", "pos_label", finite=("y_score",), hint=SCORE_HINT)
 def average_precision(y_true, y_score, *, num_classes=None, average="macro", pos_label=1,
                       sample_weight=None, zero_division=0.0):
     """Average precision (area under the step PR curve), like ``average_precision_score``.
@@ -303,14 +329,19 @@ def average_precision(y_true, y_score, *, num_classes=None, average="macro", pos
     one-hot encoded, as sklearn), averaged macro / weighted / micro / None.
     """
     y_score = _binary_column(y_true, y_score)
+    check = score_labels(y_true, y_score, sample_weight, num_classes)
     if y_score.ndim == 1:
+        if pos_label not in (0, 1):
+            raise ValueError(f"pos_label must be 0 or 1, got {pos_label!r}")
         y = jnp.asarray(y_true).reshape(-1) == pos_label
-        return binary_average_precision(y, y_score, sample_weight, zero_division)
-    return _one_vs_rest(binary_average_precision, y_true, y_score, num_classes, average,
-                        sample_weight, zero_division)
+        value = binary_average_precision(y, y_score, sample_weight, zero_division)
+    else:
+        value = _one_vs_rest(binary_average_precision, y_true, y_score, num_classes, average,
+                             sample_weight, zero_division)
+    return invalidate(value, check), check
 
 
-@jit_metric("k", "normalize", finite=("y_score",))
+@jit_metric("k", "normalize", finite=("y_score",), hint=SCORE_HINT)
 def top_k_accuracy(y_true, y_score, *, k=1, normalize=True, sample_weight=None):
     """Share of examples whose true class is among the k highest scores (no sort).
 
@@ -330,7 +361,8 @@ def top_k_accuracy(y_true, y_score, *, k=1, normalize=True, sample_weight=None):
         ahead = (s > true_score) | ((s == true_score) & (idx > y[:, None]))
         hit = ahead.sum(1) < k
     total = (w * hit).sum()
-    return divide(total, w.sum(), 0.0) if normalize else total
+    check = score_labels(y, s, sample_weight)
+    return invalidate(divide(total, w.sum(), 0.0) if normalize else total, check), check
 
 
 # ---- binned score histograms (streaming AUC) ----
@@ -385,4 +417,7 @@ def best_thresholds(pos_hist, neg_hist):
     c = histogram_curves(pos_hist, neg_hist)
     f1 = divide(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"], 0.0)
     youden = jnp.nan_to_num(c["tpr"] - c["fpr"], nan=-jnp.inf)
-    return c["thresholds"][jnp.argmax(f1, -1)], c["thresholds"][jnp.argmax(youden, -1)]
+    # NaN histograms (bad labels under jit) have no best threshold
+    poisoned = jnp.isnan(pos_hist.sum(-1) + neg_hist.sum(-1))
+    pick = lambda score: jnp.where(poisoned, jnp.nan, c["thresholds"][jnp.argmax(score, -1)])
+    return pick(f1), pick(youden)

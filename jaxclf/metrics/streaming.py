@@ -7,6 +7,10 @@ jitted step over a batch sharded on a mesh, the sums are global. Counts are floa
 exact up to 2**24 examples per cell.
 
 ``sample_weight`` (a 0/1 mask is a weight) drops padding rows.
+
+Labels outside a state's classes raise in an eager ``update``; inside jit they make the
+batch's sums NaN, which merging carries to the result (:func:`is_valid` tells). Any derived
+metric of a merged :class:`ConfusionMatrix` is ``compute(state, 'f1', average='macro')``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,19 @@ import jax
 import jax.numpy as jnp
 
 from jaxclf.metrics import ranking
-from jaxclf.metrics._common import replicated, weights
+from jaxclf.metrics.ranking import SCORE_HINT
+from jaxclf.metrics._common import label_check, replicated, settle, weights
 from jaxclf.metrics.calibration import calibration_from_sums, reliability_sums
 from jaxclf.metrics.confusion import confusion_matrix
+from jaxclf.metrics.threshold import from_confusion
+
+
+def is_valid(state) -> jax.Array:
+    """Boolean scalar: no float in ``state`` is NaN. Labels outside the declared classes make
+    a sum state NaN under jit (and NaN losses or scores do too); merging keeps it NaN."""
+    leaves = [jnp.isnan(x).any() for x in jax.tree.leaves(state)
+              if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+    return ~jnp.stack(leaves).any() if leaves else jnp.bool_(True)
 
 
 def add(a, b):
@@ -61,8 +75,14 @@ class ConfusionMatrix:
 
     merge = staticmethod(add)
 
-    def compute(self, state):
-        return state["confusion"]
+    def compute(self, state, metric=None, **options):
+        """The (K, K) matrix, or ``metric`` computed from it, e.g. ``compute(state, 'f1',
+        average='macro')``: any name of :func:`jaxclf.metrics.from_confusion`."""
+        if metric is None:
+            if options:
+                raise TypeError(f"options {sorted(options)} need a metric name")
+            return state["confusion"]
+        return from_confusion(state["confusion"], metric, **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +105,12 @@ class BinnedAUC:
     def update(self, state, y_true, y_prob, sample_weight=None):
         p, y = replicated(jnp.asarray(y_prob, jnp.float32), jnp.asarray(y_true))
         p = p[:, None] if p.ndim == 1 else p
+        if p.shape[1] != self.num_classes:
+            raise ValueError(f"BinnedAUC(num_classes={self.num_classes}) got scores of shape "
+                             f"{tuple(p.shape)}; give (N,) scores with num_classes=1 or (N, K)"
+                             " with num_classes=K")
+        binary = p.shape[1] == 1 or y.ndim == 2
+        check = label_check(y, 2 if binary else self.num_classes, sample_weight)
         onehot = (y.reshape(-1, 1) if p.shape[1] == 1 and y.ndim == 1
                   else jax.nn.one_hot(y, self.num_classes) if y.ndim == 1 else y)
         onehot = onehot.astype(jnp.float32)
@@ -94,7 +120,8 @@ class BinnedAUC:
         seg = lambda v: jax.ops.segment_sum(
             v.reshape(-1), ids.reshape(-1), num_segments=self.num_classes * self.num_bins
         ).reshape(self.num_classes, self.num_bins)
-        return add(state, {"pos": seg(w * onehot), "neg": seg(w * (1 - onehot))})
+        batch = {"pos": seg(w * onehot), "neg": seg(w * (1 - onehot))}
+        return add(state, settle(batch, check, "y_true", SCORE_HINT))
 
     merge = staticmethod(add)
 
@@ -139,6 +166,7 @@ class ExactScores:
     is 0). Unused rows have weight 0, so they never count. Padding rows (weight 0) occupy
     slots, so size ``capacity`` as the padded eval set.
     ``y_prob``: (N,) binary or (N, K); ``y_true``: (N,) labels or (N, K) indicators.
+    Labels are checked by ``compute`` (the roc_auc rules: raise outside jit, NaN inside).
     """
 
     capacity: int

@@ -10,7 +10,14 @@ averaging for all of them:
 - ``None``: the per-class vector.
 
 Undefined ratios (zero denominator) take ``zero_division`` (0.0, 1.0 or nan; see _common).
-Classes are ``0..num_classes-1``: sklearn with ``labels=range(num_classes)``.
+Classes are ``0..num_classes-1``: sklearn with ``labels=range(num_classes)``. Without
+``num_classes`` class-index inputs are binary (0/1; other labels are refused), so averages
+over classes ('micro', 'macro', 'weighted', None) need ``num_classes``; 2-D indicator
+inputs need none.
+
+Every metric here is a function of the confusion matrix: :func:`from_confusion` computes any
+of them from a (merged, streamed) matrix, and the functions of labels are
+``from_confusion(confusion(y_true, y_pred), ...)``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxclf.metrics._common import as_labels, divide, nanaverage, weights
-from jaxclf.metrics.confusion import Counts, confusion_matrix, counts
+from jaxclf.metrics._common import (as_labels, divide, label_check, merge_checks, nanaverage,
+                                     settle, weights)
+from jaxclf.metrics.confusion import Counts, confusion, counts_from_confusion
 
 AVERAGES = ("binary", "micro", "macro", "weighted", None)
 
@@ -53,24 +61,34 @@ def ratio(num, den, c: Counts, *, average="binary", pos_label=1, zero_division=0
         if per_class.shape[0] != 2:
             raise ValueError("average='binary' needs num_classes=2; use 'macro', 'micro', "
                              "'weighted' or None for more classes or multi-label inputs")
+        if pos_label not in (0, 1):
+            raise ValueError(f"pos_label must be 0 or 1 for average='binary', got {pos_label!r}")
         return per_class[pos_label]
     return nanaverage(per_class, c.tp + c.fn if average == "weighted" else None)
+
+
+def _needs_classes(y_pred, num_classes, average):
+    """Class-index inputs averaged over classes need num_classes (sklearn infers it)."""
+    if num_classes is None and average != "binary" and jnp.ndim(y_pred) != 2:
+        raise ValueError(f"average={average!r} over class indices needs num_classes=K (the "
+                         "classes are not inferred from the data, which jit cannot see)")
 
 
 def _rate_fn(name: str, doc: str):
     def fn(y_true, y_pred, *, num_classes=None, average="binary", pos_label=1,
            sample_weight=None, zero_division=0.0):
-        c = counts(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-        num, den = RATES[name](c)
-        return ratio(num, den, c, average=average, pos_label=pos_label,
-                     zero_division=zero_division)
+        _needs_classes(y_pred, num_classes, average)
+        cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+        return from_confusion(cm, name, average=average, pos_label=pos_label,
+                              zero_division=zero_division)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc + """
 
     ``y_true``/``y_pred``: class indices (N,) or multi-label 0/1 indicators (N, K).
-    ``num_classes`` (static) defaults to 2 for 1-D inputs. See the module docstring for
-    ``average`` and ``zero_division``.
+    ``num_classes`` (static): without it 1-D inputs are binary (labels 0/1); averages over
+    classes of 1-D inputs need it. See the module docstring for ``average`` and
+    ``zero_division``.
     """
     return fn
 
@@ -87,9 +105,10 @@ fnr = _rate_fn("fnr", "fn / (fn + tp): false negative rate, the type II error ra
 def fbeta(y_true, y_pred, *, beta: float, num_classes=None, average="binary", pos_label=1,
           sample_weight=None, zero_division=0.0):
     """F-beta: weighted harmonic mean of precision and recall (recall counts beta times)."""
-    c = counts(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-    num, den = fbeta_parts(c, beta)
-    return ratio(num, den, c, average=average, pos_label=pos_label, zero_division=zero_division)
+    _needs_classes(y_pred, num_classes, average)
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "fbeta", beta=beta, average=average, pos_label=pos_label,
+                          zero_division=zero_division)
 
 
 def f1(y_true, y_pred, *, num_classes=None, average="binary", pos_label=1, sample_weight=None,
@@ -99,13 +118,23 @@ def f1(y_true, y_pred, *, num_classes=None, average="binary", pos_label=1, sampl
                  pos_label=pos_label, sample_weight=sample_weight, zero_division=zero_division)
 
 
-def accuracy(y_true, y_pred, *, normalize=True, sample_weight=None):
-    """Share of correct predictions; for multi-label (N, K) inputs the exact-match ratio."""
+def accuracy(y_true, y_pred, *, normalize=True, sample_weight=None, num_classes=None):
+    """Share of correct predictions; for multi-label (N, K) inputs the exact-match ratio.
+
+    Accuracy needs no classes; with ``num_classes`` labels outside them are refused (raise
+    outside jit, NaN inside), as 2-D inputs that are not 0/1 indicators always are.
+    """
     t, p = as_labels(y_true), as_labels(y_pred)
     correct = (t == p) if t.ndim == 1 else jnp.all(t == p, axis=-1)
     w = weights(sample_weight, t.shape[0])
     total = (w * correct).sum()
-    return divide(total, w.sum(), 0.0) if normalize else total
+    value = divide(total, w.sum(), 0.0) if normalize else total
+    k = 2 if t.ndim == 2 else num_classes
+    if k is None:
+        return value
+    checks = [label_check(y, k, sample_weight) for y in (y_true, y_pred)]
+    settle(None, checks[0], "y_true")
+    return settle(value, merge_checks(*checks), "y_pred")
 
 
 # ---- metrics of a whole confusion matrix (multi-class aware) ----
@@ -151,20 +180,89 @@ def kappa_from_confusion(cm, *, weights=None, zero_division=float("nan")):
     return 1.0 - divide((w * cm).sum(), (w * expected).sum(), 1.0 - zero_division)
 
 
-def balanced_accuracy(y_true, y_pred, *, num_classes=2, sample_weight=None, adjusted=False):
-    """Mean per-class recall over classes present in ``y_true`` (sklearn semantics)."""
-    cm = confusion_matrix(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-    return balanced_accuracy_from_confusion(cm, adjusted=adjusted)
+def balanced_accuracy(y_true, y_pred, *, num_classes=None, sample_weight=None, adjusted=False):
+    """Mean per-class recall over classes present in ``y_true`` (sklearn semantics).
+
+    Without ``num_classes`` the labels are binary (0/1; others are refused)."""
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "balanced_accuracy", adjusted=adjusted)
 
 
-def matthews_corrcoef(y_true, y_pred, *, num_classes=2, sample_weight=None):
-    """Matthews correlation coefficient in [-1, 1]; 0 for a constant predictor."""
-    cm = confusion_matrix(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-    return mcc_from_confusion(cm)
+def matthews_corrcoef(y_true, y_pred, *, num_classes=None, sample_weight=None):
+    """Matthews correlation coefficient in [-1, 1]; 0 for a constant predictor.
+
+    Without ``num_classes`` the labels are binary (0/1; others are refused)."""
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "matthews_corrcoef")
 
 
-def cohen_kappa(y_true, y_pred, *, num_classes=2, weights=None, sample_weight=None,
+def cohen_kappa(y_true, y_pred, *, num_classes=None, weights=None, sample_weight=None,
                 zero_division=float("nan")):
-    """Cohen's kappa with ``weights`` None / 'linear' / 'quadratic' (ordinal classes)."""
-    cm = confusion_matrix(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
-    return kappa_from_confusion(cm, weights=weights, zero_division=zero_division)
+    """Cohen's kappa with ``weights`` None / 'linear' / 'quadratic' (ordinal classes).
+
+    Without ``num_classes`` the labels are binary (0/1; others are refused)."""
+    cm = confusion(y_true, y_pred, num_classes=num_classes, sample_weight=sample_weight)
+    return from_confusion(cm, "cohen_kappa", weights=weights, zero_division=zero_division)
+
+
+# ---- any metric from a confusion matrix ----
+
+def _ratio_metric(name):
+    def fn(cm, *, average="binary", pos_label=1, zero_division=0.0):
+        c = counts_from_confusion(cm)
+        num, den = RATES[name](c)
+        return ratio(num, den, c, average=average, pos_label=pos_label,
+                     zero_division=zero_division)
+    return fn
+
+
+def _fbeta_metric(beta):
+    def fn(cm, *, beta=beta, average="binary", pos_label=1, zero_division=0.0):
+        c = counts_from_confusion(cm)
+        num, den = fbeta_parts(c, beta)
+        return ratio(num, den, c, average=average, pos_label=pos_label,
+                     zero_division=zero_division)
+    return fn
+
+
+def _pooled(cm):
+    """(K, 2, 2) multi-label matrices pool into one 2x2 matrix of all (example, label) calls."""
+    cm = jnp.asarray(cm, jnp.float32)
+    return cm.sum(0) if cm.ndim == 3 else cm
+
+
+FROM_CONFUSION = {
+    **{name: _ratio_metric(name) for name in RATES},
+    "sensitivity": _ratio_metric("recall"),
+    "f1": _fbeta_metric(1.0),
+    "fbeta": _fbeta_metric(None),
+    "accuracy": lambda cm: divide(jnp.trace(_pooled(cm)), _pooled(cm).sum(), 0.0),
+    "balanced_accuracy": lambda cm, *, adjusted=False: balanced_accuracy_from_confusion(
+        _pooled(cm), adjusted=adjusted),
+    "matthews_corrcoef": lambda cm: mcc_from_confusion(_pooled(cm)),
+    "cohen_kappa": lambda cm, *, weights=None, zero_division=float("nan"):
+        kappa_from_confusion(_pooled(cm), weights=weights, zero_division=zero_division),
+}
+FROM_CONFUSION["mcc"] = FROM_CONFUSION["matthews_corrcoef"]
+
+
+def from_confusion(cm, metric: str, **options) -> jax.Array:
+    """``metric`` computed from a confusion matrix, e.g. a merged streaming state.
+
+    ``cm``: (K, K) counts (rows true, columns predicted; :func:`confusion_matrix`,
+    :class:`ConfusionMatrix`, a collection's ``state['confusion']``) or (K, 2, 2) multi-label
+    matrices (accuracy, balanced accuracy, MCC and kappa then pool all (example, label)
+    calls). ``metric``: one of :data:`FROM_CONFUSION` ('f1', 'precision', 'recall',
+    'specificity', 'npv', 'fpr', 'fnr', 'fbeta', 'accuracy', 'balanced_accuracy',
+    'matthews_corrcoef'/'mcc', 'cohen_kappa'); ``options`` are that function's (``average``,
+    ``pos_label``, ``zero_division``, ``beta``, ``adjusted``, ``weights``). A NaN matrix (bad
+    labels under jit) gives NaN.
+    """
+    if metric not in FROM_CONFUSION:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(sorted(FROM_CONFUSION))}")
+    if metric == "fbeta" and options.get("beta") is None:
+        raise ValueError("metric 'fbeta' needs beta=<float>")
+    try:
+        return FROM_CONFUSION[metric](cm, **options)
+    except TypeError as e:
+        raise TypeError(f"{metric}: {e}") from None

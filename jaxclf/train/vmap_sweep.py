@@ -120,7 +120,7 @@ def train(configs, *, device=None):
     decay = any(c.optim.weight_decay for c in configs)
     tx = hyper_optimizer(base.optim, t.num_steps, decay=decay)
     options = dict(threshold=t.threshold, num_bins=base.eval.num_bins, calibration_bins=base.eval.calibration_bins)
-    metric_set = metrics.collection(base.metrics, num_classes=ds.num_classes, task=base.task, **options)
+    metric_set = metrics.collection(("loss", *base.metrics), num_classes=ds.num_classes, task=base.task, **options)
     train_step, _ = state_lib.make_steps(
         model, tx, metric_set, task=base.task, key=jax.random.key(0), label_smoothing=t.label_smoothing,
         class_weights=t.class_weights, aux_weight=t.aux_loss_weight, skip_nonfinite=t.skip_nonfinite,
