@@ -151,7 +151,8 @@ def validate(config) -> None:
             f"unknown model {config.model.name!r}; valid models: {', '.join(models.names())}"
         )
     optim.check_names(config.optim)
-    model = models.create(config.model.name, num_classes=2, **model_kwargs(config))  # raises on unknown kwargs
+    classes = {"num_classes": 2} if "num_classes" in models.describe(config.model.name) else {}
+    model = models.create(config.model.name, **classes, **model_kwargs(config))  # raises on unknown kwargs
     if getattr(model, "cell_options", None):
         from jaxclf.models import cells
 

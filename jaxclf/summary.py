@@ -35,7 +35,7 @@ def count_params(variables: Any) -> int:
 
 def abstract_variables(model: nn.Module, input_shape) -> Any:
     """The model's variables as shapes only: no memory, no compute, any model size."""
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32)))
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), train=False))
 
 
 def forward_flops(model: nn.Module, variables: Any, input_shape) -> float:
@@ -98,7 +98,7 @@ def summarize(name: str, input_hwc=(224, 224, 3), num_classes: int = 1000, batch
     if table:
         print(nn.tabulate(model, jax.random.key(0), depth=depth,
                            console_kwargs={"width": 140, "force_terminal": sys.stdout.isatty()})(
-            jnp.zeros(shape, jnp.float32)))
+            jnp.zeros(shape, jnp.float32), train=False))
     variables = abstract_variables(model, shape)
     params = count_params(variables)
     flops = forward_flops(model, variables, shape)

@@ -33,9 +33,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-# The classifier layers of jaxclf's CNNs: ResNet/VGG/AlexNet 'head', GoogLeNet 'fc' and its
-# aux heads' last layers. Their shapes depend on the class count.
-HEAD_PATTERN = r"(^|/)(head|fc|aux\d/Dense_1)/"
+# HEAD_PATTERN: the classifier layers ('head' in every family, GoogLeNet's 'fc' and its aux
+# heads' last layers), whose shapes depend on the class count.
+from jaxclf.models.heads import HEAD_PATTERN  # noqa: F401  (part of this module's API)
+
 # Everything but those: the usual ``freeze`` for training only a new head.
 BACKBONE_PATTERN = r"^(?!(head|fc|aux\d/Dense_1)/)"
 

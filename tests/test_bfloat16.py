@@ -35,10 +35,10 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name, kwargs, shape):
     x = jax.random.normal(jax.random.key(0), shape)
     full = models.create(name, num_classes=10, dtype="float32", **kwargs)
     half = models.create(name, num_classes=10, dtype="bfloat16", **kwargs)
-    variables = half.init(jax.random.key(1), x)
+    variables = half.init(jax.random.key(1), x, train=False)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    assert jax.tree.structure(variables) == jax.tree.structure(full.init(jax.random.key(1), x))
-    logits, reference = half.apply(variables, x), full.apply(variables, x)
+    assert jax.tree.structure(variables) == jax.tree.structure(full.init(jax.random.key(1), x, train=False))
+    logits, reference = half.apply(variables, x, train=False), full.apply(variables, x, train=False)
     assert logits.dtype == jnp.float32
     _assert_close(logits, reference, rtol=5e-2)
 
@@ -51,9 +51,9 @@ def test_bfloat16_deep_models_trace_with_float32_params_and_logits(name, kwargs,
     """Types only (jax.eval_shape: no compile), for models whose compile costs most of a minute."""
     half = models.create(name, num_classes=10, dtype="bfloat16", **kwargs)
     x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    variables = jax.eval_shape(lambda x: half.init(jax.random.key(1), x), x)
+    variables = jax.eval_shape(lambda x: half.init(jax.random.key(1), x, train=False), x)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    assert jax.eval_shape(lambda v, x: half.apply(v, x), variables, x).dtype == jnp.float32
+    assert jax.eval_shape(lambda v, x: half.apply(v, x, train=False), variables, x).dtype == jnp.float32
 
 
 @pytest.mark.parametrize("name", ["rnn_generator", "seq2seq"])
@@ -61,9 +61,9 @@ def test_bfloat16_sequence_generators(name):
     model = models.create(name, num_classes=6, hidden=16, dtype="bfloat16")
     cond = jnp.arange(3) if name == "rnn_generator" else jax.random.normal(jax.random.key(0), (3, 5, 2))
     targets = jnp.ones((3, 4), jnp.int32)
-    variables = model.init(jax.random.key(1), cond, targets=targets)
+    variables = model.init(jax.random.key(1), cond, targets=targets, train=False)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    assert model.apply(variables, cond, targets=targets).dtype == jnp.float32
+    assert model.apply(variables, cond, targets=targets, train=False).dtype == jnp.float32
     tokens, lengths = model.sample(variables, jax.random.key(2), cond, max_len=5)
     assert tokens.shape == (3, 5) and lengths.shape == (3,)
 

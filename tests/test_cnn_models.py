@@ -46,6 +46,7 @@ assert CIFAR_PARAMS == {"resnet20": 269_722, "resnet32": 464_154, "resnet44": 65
 def shapes(model, input_shape, **kwargs):
     """(output shapes, variable shapes) of init + forward, traced only."""
     x = jnp.zeros(input_shape, jnp.float32)
+    kwargs.setdefault("train", False)
     return jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x, **kwargs))
 
 
@@ -77,10 +78,11 @@ def test_googlenet_aux_params():
 
 
 def test_any_resolution_channels_and_classes():
-    # Adaptive pooling keeps AlexNet/VGG's classifier at 6x6/7x7 whatever the input size.
-    _, v = shapes(models.create("vgg11", num_classes=1000), (1, 32, 32, 3))
+    # An explicit pool_size keeps AlexNet/VGG's classifier at 6x6/7x7 whatever the input size
+    # (torchvision's adaptive pool; the default pool_size=None does not replicate small maps).
+    _, v = shapes(models.create("vgg11", num_classes=1000, pool_size=7), (1, 32, 32, 3))
     assert count_params(v) == IMAGENET_PARAMS["vgg11"]
-    logits, v = shapes(models.create("alexnet", num_classes=7), (1, 63, 80, 1))
+    logits, v = shapes(models.create("alexnet", num_classes=7, pool_size=6), (1, 63, 80, 1))
     assert logits.shape == (1, 7)
     assert count_params(v) == IMAGENET_PARAMS["alexnet"] - 2 * 11 * 11 * 64 - 4096 * 993 - 993
     for name in ("resnet50", "googlenet", "resnet20"):
@@ -105,7 +107,7 @@ def fast_init(model, x):
         is_one = name.endswith("['scale']") or name.endswith("['var']")
         return jnp.full(leaf.shape, 1.0 if is_one else 0.0, leaf.dtype)
 
-    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(model.init, jax.random.key(0), x))
+    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x))
 
 
 def tree_changed(before, after):
@@ -145,11 +147,11 @@ def test_one_sgd_step_changes_every_parameter(name):
 
     def loss_fn(params):
         out, new_state = model.apply({"params": params, **state}, x, train=True,
-                                     rngs={"dropout": jax.random.key(2)}, mutable=list(state))
-        if isinstance(out, tuple):  # GoogLeNet: main + 0.3 * each aux loss, as in the paper
-            logits, aux = out
-            return cross_entropy(logits, labels) + 0.3 * sum(cross_entropy(a, labels) for a in aux), new_state
-        return cross_entropy(out, labels), new_state
+                                     rngs={"dropout": jax.random.key(2)}, mutable=[*state, "intermediates"])
+        new_state = dict(new_state)
+        aux = new_state.pop("intermediates", {}).get("aux_logits", ())
+        # GoogLeNet: main + 0.3 * each aux loss, as in the paper
+        return cross_entropy(out, labels) + 0.3 * sum(cross_entropy(a, labels) for a in aux), new_state
 
     @jax.jit
     def step(params):
@@ -163,19 +165,22 @@ def test_one_sgd_step_changes_every_parameter(name):
         assert tree_changed(state, new_state) == []
 
 
-def test_googlenet_aux_outputs_only_in_training():
+def test_googlenet_returns_logits_in_both_modes_and_sows_aux_logits_in_training():
     model = models.create("googlenet", num_classes=4, aux_logits=True)
     x = jnp.ones((2, 32, 32, 3))
     variables = fast_init(model, x)
     rngs = {"dropout": jax.random.key(1)}
-    (logits, (aux1, aux2)), _ = jax.eval_shape(
-        functools.partial(model.apply, train=True, mutable=["batch_stats"], rngs=rngs), variables, x)
+    logits, state = jax.eval_shape(
+        functools.partial(model.apply, train=True, mutable=["batch_stats", "intermediates"], rngs=rngs), variables, x)
+    aux1, aux2 = state["intermediates"]["aux_logits"]
     assert logits.shape == aux1.shape == aux2.shape == (2, 4)
-    assert jax.eval_shape(model.apply, variables, x).shape == (2, 4)  # eval: plain logits
+    _, state = jax.eval_shape(functools.partial(model.apply, train=False, mutable=["intermediates"]), variables, x)
+    assert jax.eval_shape(functools.partial(model.apply, train=False), variables, x).shape == (2, 4)
+    assert "aux_logits" not in state.get("intermediates", {})  # eval: the aux heads do not run
     plain = models.create("googlenet", num_classes=4)
     out, _ = jax.eval_shape(functools.partial(plain.apply, train=True, mutable=["batch_stats"], rngs=rngs),
                             fast_init(plain, x), x)
-    assert out.shape == (2, 4)  # no aux heads: plain logits in training too
+    assert out.shape == (2, 4)
 
 
 def test_batch_norm_train_updates_stats_eval_uses_them():
@@ -183,7 +188,7 @@ def test_batch_norm_train_updates_stats_eval_uses_them():
     x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
     variables = fast_init(model, x)
     train = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
-    evaluate = jax.jit(model.apply)
+    evaluate = jax.jit(functools.partial(model.apply, train=False))
     _, new_state = train(variables, x)
     stem_before = variables["batch_stats"]["stem"]["norm"]
     stem_after = new_state["batch_stats"]["stem"]["norm"]
@@ -210,7 +215,7 @@ def test_norm_choice(norm):
 def test_zero_init_residual_starts_blocks_as_identity():
     model = models.create("resnet20", num_classes=10, zero_init_residual=True)
     # An RBG key: the scales checked are constants, and threefry's init compiles for seconds.
-    variables = jax.jit(model.init)(jax.random.key(0, impl="rbg"), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0, impl="rbg"), jnp.zeros((1, 32, 32, 3)))
     block = variables["params"]["stage1_block1"]
     scales = [block[k]["norm"]["scale"] for k in sorted(block)]
     assert not jnp.allclose(scales[0], 0) and jnp.allclose(scales[-1], 0)
@@ -222,7 +227,7 @@ def test_bf16_compute_keeps_float32_params_and_logits():
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
     assert logits.dtype == jnp.float32
     # The convolutions really compute in bfloat16.
-    hlo = jax.jit(model.apply).lower(variables, jnp.ones((2, 32, 32, 3))).as_text()
+    hlo = jax.jit(functools.partial(model.apply, train=False)).lower(variables, jnp.ones((2, 32, 32, 3))).as_text()
     assert "bf16" in hlo
     half = models.create("resnet20", num_classes=10, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
     _, v = shapes(half, (2, 32, 32, 3))

@@ -14,9 +14,9 @@ from jaxclf import convert, models, transfer
 SMALL = {
     "resnet18": dict(widths=(4, 8, 8, 8)),
     "resnet50": dict(widths=(2, 2, 4, 4)),
-    "vgg11": dict(widths=(2, 2, 4, 4, 4), hidden=(8, 8)),
-    "vgg16_bn": dict(widths=(2, 2, 4, 4, 4), hidden=(8, 8)),
-    "alexnet": dict(widths=(2, 4, 4, 4, 3), hidden=(8, 8)),
+    "vgg11": dict(widths=(2, 2, 4, 4, 4), hidden=(8, 8), pool_size=7),  # torchvision reads 7x7
+    "vgg16_bn": dict(widths=(2, 2, 4, 4, 4), hidden=(8, 8), pool_size=7),
+    "alexnet": dict(widths=(2, 4, 4, 4, 3), hidden=(8, 8), pool_size=6),  # and 6x6
     "googlenet": dict(width_mult=0.0625, aux_logits=True),
 }
 # torchvision's state_dict sizes (num_batches_tracked included) and some of its keys.
@@ -39,7 +39,7 @@ def random_variables(name, side=64, seed=0):
     """(params, batch_stats) of the small model as numpy arrays, without running it."""
     model = models.create(name, num_classes=7, **SMALL[name])
     shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
-                                               jnp.zeros((1, side, side, 3))))
+                                               jnp.zeros((1, side, side, 3)), train=False))
     rng = np.random.default_rng(seed)
     values = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32), shapes)
     return values["params"], values.get("batch_stats", {})

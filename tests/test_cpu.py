@@ -6,6 +6,8 @@ applies, with ``JAXCLF_CONV=xla`` the XLA:CPU formulations: patches, channels-la
 tiled max pooling), values and gradients compared.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -155,7 +157,7 @@ def test_conv_gradients_in_a_scan_keep_the_fast_layout(monkeypatch):
 def _steps(model, x, train=True):
     """A model's loss and gradient as a jaxclf step computes them (batch statistics in training
     mode, the updated statistics returned)."""
-    variables = jax.jit(model.init)(jax.random.key(1, impl="rbg"), x)
+    variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(1, impl="rbg"), x)
     params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
     def step(params, x):

@@ -94,7 +94,7 @@ def test_helper_scan_reproduces_the_model(cell):
     sg = _state_grads()
     model = models.create("rnn_classifier", num_classes=4, cell=cell, hidden=5, pooling="last")
     x = jax.random.normal(jax.random.key(1), (3, 7, 8))
-    params = model.init(jax.random.key(0), x)["params"]
-    np.testing.assert_allclose(sg.model_logits(cell, 5, 4, params, x), model.apply({"params": params}, x), rtol=1e-5, atol=1e-6)
+    params = model.init(jax.random.key(0), x, train=False)["params"]
+    np.testing.assert_allclose(sg.model_logits(cell, 5, 4, params, x), model.apply({"params": params}, x, train=False), rtol=1e-5, atol=1e-6)
     profile = sg.relative_profile(cell, 5, 4, params, x, jnp.array([0, 1, 2]))
     assert profile.shape == (7,) and float(profile[-1]) == pytest.approx(1.0)

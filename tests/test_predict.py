@@ -39,13 +39,13 @@ def run(tmp_path_factory):
     workdir.mkdir()
     workdir_lib.record_config(workdir, config.to_dict())
     model = build_model(config, 2)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     stats = jax.tree.map(lambda s: s + 0.1, jax.device_get(variables["batch_stats"]))
     convert.write_checkpoint(str(workdir / "checkpoints"), jax.device_get(variables["params"]), stats)
     record = predict.preprocessing_record(input_shape=(32, 32, 3), pad=0, mean=MEAN, std=STD,
                                           class_names=("hotdog", "not_hotdog"))
     workdir_lib.write_json(workdir / predict.PREPROCESSING_FILE, record)
-    logits_fn = lambda x: model.apply({"params": variables["params"], "batch_stats": stats}, x)  # noqa: E731
+    logits_fn = lambda x: model.apply({"params": variables["params"], "batch_stats": stats}, x, train=False)  # noqa: E731
     return workdir, folder, logits_fn
 
 

@@ -143,15 +143,15 @@ def test_classifier_ignores_padding_and_matches_unpadded_sequences(kwargs):
     model = recurrent.RNNClassifier(num_classes=4, hidden=H, **kwargs)
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
-    variables = model.init(jax.random.key(1), x, lengths=lengths)
-    logits = model.apply(variables, x, lengths=lengths)
-    garbage = model.apply(variables, _pad_with_garbage(x, lengths), lengths=lengths)
+    variables = model.init(jax.random.key(1), x, lengths=lengths, train=False)
+    logits = model.apply(variables, x, lengths=lengths, train=False)
+    garbage = model.apply(variables, _pad_with_garbage(x, lengths), lengths=lengths, train=False)
     np.testing.assert_allclose(logits, garbage, rtol=1e-5, atol=1e-5)
     for b in (1, 2):  # Padded rows; the backward direction must start at step n - 1.
-        alone = model.apply(variables, x[b : b + 1, : LENGTHS[b]])
+        alone = model.apply(variables, x[b : b + 1, : LENGTHS[b]], train=False)
         np.testing.assert_allclose(logits[b : b + 1], alone, rtol=1e-5, atol=1e-5)
     mask = recurrent.sequence_mask(lengths, T)
-    np.testing.assert_allclose(model.apply(variables, x, mask=mask), logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.apply(variables, x, mask=mask, train=False), logits, rtol=1e-6, atol=1e-6)
 
 
 def test_backward_direction_starts_at_last_valid_step():
@@ -170,9 +170,9 @@ def test_tagger_masks_padding():
     model = recurrent.RNNTagger(num_classes=4, hidden=H)
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
-    variables = model.init(jax.random.key(1), x, lengths=lengths)
-    logits = model.apply(variables, x, lengths=lengths)
-    garbage = model.apply(variables, _pad_with_garbage(x, lengths), lengths=lengths)
+    variables = model.init(jax.random.key(1), x, lengths=lengths, train=False)
+    logits = model.apply(variables, x, lengths=lengths, train=False)
+    garbage = model.apply(variables, _pad_with_garbage(x, lengths), lengths=lengths, train=False)
     assert garbage.shape == (B, T + 3, 4)
     np.testing.assert_allclose(logits, garbage[:, :T], rtol=1e-5, atol=1e-5)
     assert not np.any(garbage * ~recurrent.sequence_mask(lengths, T + 3)[..., None])
@@ -190,8 +190,8 @@ def test_generator_sampling_shapes_and_termination():
     model = recurrent.RNNGenerator(num_classes=3, vocab_size=7, hidden=H, embed_dim=4)
     cond = jnp.array([0, 1, 2])
     targets = jnp.zeros((B, 5), jnp.int32)
-    variables = model.init(jax.random.key(0), cond, targets=targets)
-    assert model.apply(variables, cond, targets=targets).shape == (B, 5, 7)
+    variables = model.init(jax.random.key(0), cond, targets=targets, train=False)
+    assert model.apply(variables, cond, targets=targets, train=False).shape == (B, 5, 7)
     sample = jax.jit(model.sample, static_argnums=(3, 4))
     tokens, lengths = sample(variables, jax.random.key(1), cond, 9, 1.0)
     assert tokens.shape == (B, 9) and lengths.shape == (B,)
@@ -205,7 +205,7 @@ def test_generator_sampling_shapes_and_termination():
     np.testing.assert_array_equal(lengths, 9)
     assert np.all(tokens != 0)
     latent = jax.random.normal(jax.random.key(2), (B, 6))
-    variables = model.init(jax.random.key(0), latent, targets=targets)
+    variables = model.init(jax.random.key(0), latent, targets=targets, train=False)
     greedy = [sample(variables, jax.random.key(k), latent, 4, 0.0)[0] for k in (1, 2)]
     np.testing.assert_array_equal(*greedy)
 
@@ -215,25 +215,23 @@ def test_seq2seq_shapes_padding_and_greedy_decoding():
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     lengths = jnp.asarray(LENGTHS)
     targets = jnp.array([[1, 2, 3, 0], [2, 0, 0, 0], [5, 5, 5, 5]])
-    variables = model.init(jax.random.key(1), x, targets=targets, lengths=lengths)
+    variables = model.init(jax.random.key(1), x, targets=targets, lengths=lengths, train=False)
     logits, state = model.apply(
-        variables, x, targets=targets, lengths=lengths, mutable="intermediates"
-    )
+        variables, x, targets=targets, lengths=lengths, mutable="intermediates", train=False)
     assert logits.shape == (B, 4, 6)
     (weights,) = state["intermediates"]["attention"]
     assert weights.shape == (B, 4, T)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
     assert not np.any(weights * ~recurrent.sequence_mask(lengths, T)[:, None])
     garbage = model.apply(
-        variables, _pad_with_garbage(x, lengths), targets=targets, lengths=lengths
-    )
+        variables, _pad_with_garbage(x, lengths), targets=targets, lengths=lengths, train=False)
     np.testing.assert_allclose(logits, garbage, rtol=1e-5, atol=1e-5)
     sample = jax.jit(model.sample, static_argnums=(3, 4))
     tokens, out_lengths = sample(variables, jax.random.key(2), x, 5, 0.0, lengths)
     assert tokens.shape == (B, 5) and out_lengths.shape == (B,)
     assert np.all((1 <= out_lengths) & (out_lengths <= 5))
     # Greedy decoding equals teacher forcing on its own output, step by step.
-    forced = model.apply(variables, x, targets=tokens, lengths=lengths)
+    forced = model.apply(variables, x, targets=tokens, lengths=lengths, train=False)
     for b, n in enumerate(np.asarray(out_lengths)):
         np.testing.assert_array_equal(np.argmax(forced[b, :n], -1), tokens[b, :n])
 
@@ -265,7 +263,7 @@ def test_every_registered_model_trains_one_step_under_jit(name):
     extra = {"dropout_rate": 0.1} if name == "bigru" else {}
     model = models.create(name, num_classes=4, hidden=4, **extra)
     inputs, kwargs, loss_of = _batch_and_loss(model)
-    variables = model.init(jax.random.key(0), *inputs, **kwargs)
+    variables = model.init(jax.random.key(0), *inputs, **kwargs, train=False)
     assert set(variables) == {"params"}  # Nothing a training loop would carry as state.
     params = variables["params"]
     tx = optax.adam(1e-2)
@@ -295,11 +293,11 @@ def test_flax_cells_are_selectable_and_unknown_names_list_the_choices():
     x = jax.random.normal(jax.random.key(0), (2, 3, F))
     for name in [n for n in cells.CELL_NAMES if n.startswith("flax_")]:
         model = recurrent.RNNClassifier(num_classes=2, cell=name, hidden=3)
-        assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 2)
+        assert model.apply(model.init(jax.random.key(0), x, train=False), x, train=False).shape == (2, 2)
     with pytest.raises(ValueError, match="flax_gru.*lstm"):
         cells.make_cell("lsmt", 3)
     with pytest.raises(ValueError, match="attention"):
-        recurrent.RNNClassifier(pooling="sum").init(jax.random.key(0), x)
+        recurrent.RNNClassifier(pooling="sum").init(jax.random.key(0), x, train=False)
 
 
 def test_cell_options_reach_every_cell_of_the_model_and_unknown_ones_list_the_valid():
@@ -308,7 +306,7 @@ def test_cell_options_reach_every_cell_of_the_model_and_unknown_ones_list_the_va
     x = jax.random.normal(jax.random.key(0), (B, T, F))
     model = recurrent.RNNClassifier(num_classes=2, cell="lstm", hidden=H, num_layers=2, bidirectional=True,
                                     cell_options={"forget_bias": 3.0})
-    encoder = model.init(jax.random.key(1), x)["params"]["encoder"]
+    encoder = model.init(jax.random.key(1), x, train=False)["params"]["encoder"]
     for layer in ("layer_0", "layer_1"):
         for direction in ("fwd", "bwd"):
             bias = np.asarray(encoder[layer][direction]["cell"]["input"]["bias"]).reshape(4, H)
@@ -327,7 +325,7 @@ def test_cell_options_reach_every_cell_of_the_model_and_unknown_ones_list_the_va
     with pytest.raises(ValueError, match=r"cell 'lstm' has no option 'forgetbias'; its options: recurrent_scale, forget_bias"):
         cells.make_cell("lstm", H, options={"forgetbias": 3.0})
     with pytest.raises(ValueError, match="cell 'gru' has no option 'forget_bias'; its options: recurrent_scale, update_bias"):
-        recurrent.RNNClassifier(cell="gru", cell_options={"forget_bias": 3.0}).init(jax.random.key(0), x)
+        recurrent.RNNClassifier(cell="gru", cell_options={"forget_bias": 3.0}).init(jax.random.key(0), x, train=False)
     with pytest.raises(ValueError, match="cell 'flax_gru' has no option 'update_bias'; its options: none"):
         cells.make_cell("flax_gru", H, options={"update_bias": -3.0})
 

@@ -40,7 +40,7 @@ def test_binary_metrics_match_sklearn(binary_run):
     test = ds.splits["test"]
     model = build_model(c, ds.num_classes)
     _, item = checkpoint.load(workdir / "checkpoints")
-    logits = np.asarray(model.apply({"params": item["state"]["params"]}, jnp.asarray(test.inputs)))[:, 0]
+    logits = np.asarray(model.apply({"params": item["state"]["params"]}, jnp.asarray(test.inputs), train=False))[:, 0]
     prob = 1 / (1 + np.exp(-logits))
     pred = (prob >= c.train.threshold).astype(int)
     got = results["test"]

@@ -83,11 +83,11 @@ def test_stroke_classifier_evaluates_with_the_sketch_lengths(tfds_dir, tmp_path)
     test = ds.splits["test"]
     model = build_model(c, ds.num_classes)
     variables = {"params": _params(tmp_path)}
-    logits = np.asarray(model.apply(variables, jnp.asarray(test.inputs), lengths=jnp.asarray(test.lengths)))
+    logits = np.asarray(model.apply(variables, jnp.asarray(test.inputs), lengths=jnp.asarray(test.lengths), train=False))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)
     assert results["test"]["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-5)
     assert results["test"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == test.labels), abs=1e-7)
-    unpadded = np.asarray(model.apply(variables, jnp.asarray(test.inputs)))
+    unpadded = np.asarray(model.apply(variables, jnp.asarray(test.inputs), train=False))
     assert np.abs(unpadded - logits).max() > 1e-3
 
 

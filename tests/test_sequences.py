@@ -12,7 +12,7 @@ from jaxclf.train import train_and_evaluate
 
 
 def param_count(model, shape):
-    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(shape))
+    variables = jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), jnp.zeros(shape))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
 
 
@@ -51,20 +51,20 @@ def test_paper_model_sizes():
 def test_mlp_residual_adds_the_layer_input():
     model = models.create("mlp", num_classes=2, hidden=(3, 3), residual=True)
     x = jnp.arange(8.0).reshape(2, 4)  # input width 4: no skip around the first layer
-    v = model.init(jax.random.key(0), x)
+    v = model.init(jax.random.key(0), x, train=False)
     p = v["params"]
     h1 = jax.nn.relu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
     h2 = h1 + jax.nn.relu(h1 @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])
-    np.testing.assert_allclose(model.apply(v, x), h2 @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"], rtol=1e-6)
+    np.testing.assert_allclose(model.apply(v, x, train=False), h2 @ p["head"]["kernel"] + p["head"]["bias"], rtol=1e-6)
 
 
 def test_flatten_pooling_ignores_padding():
     model = models.create("gru", num_classes=3, hidden=4, pooling="flatten")
     x = jax.random.normal(jax.random.key(0), (2, 6, 2))
-    v = model.init(jax.random.key(1), x)
+    v = model.init(jax.random.key(1), x, train=False)
     lengths = jnp.array([4, 6])
     noisy = x.at[0, 4:].set(100.0)
-    np.testing.assert_allclose(model.apply(v, x, lengths=lengths), model.apply(v, noisy, lengths=lengths), atol=1e-6)
+    np.testing.assert_allclose(model.apply(v, x, lengths=lengths, train=False), model.apply(v, noisy, lengths=lengths, train=False), atol=1e-6)
 
 
 def test_per_layer_gradient_norms_are_logged(smoke_config, tmp_path):
@@ -72,6 +72,6 @@ def test_per_layer_gradient_norms_are_logged(smoke_config, tmp_path):
     train_and_evaluate(smoke_config, tmp_path, devices=jax.devices()[:1])
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     layers = {k for k in record if k.startswith("grad_norm/")}
-    assert layers == {f"grad_norm/{n}" for n in ("Conv_0", "Conv_1", "Dense_0", "Dense_1", "Dense_2")}
+    assert layers == {f"grad_norm/{n}" for n in ("Conv_0", "Conv_1", "Dense_0", "Dense_1", "head")}
     total = np.sqrt(sum(record[k] ** 2 for k in layers))
     assert record["grad_norm"] == pytest.approx(total, rel=0.5)  # window means of norms, not exact

@@ -55,7 +55,7 @@ def test_kl_floor_and_unconditional_loss():
 
 
 def test_parameter_count_at_paper_defaults():
-    model = models.create("sketch_rnn", num_classes=5)
+    model = models.create("sketch_rnn")
     shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), jnp.zeros((1, 10, 5)))
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
     # LSTM cell (cells.LSTMCell layout): input Dense F->4H with bias + hidden Dense H->4H
@@ -66,7 +66,7 @@ def test_parameter_count_at_paper_defaults():
     #   decoder, F=5+128, H=512:         4*512*(133+512) + 4*512       = 1,323,008
     #   out, 512 -> 6M+3 = 123 (M=20):   512*123 + 123                 =    63,099
     assert count == 536_576 + 131_328 + 132_096 + 1_323_008 + 63_099 == 2_186_107
-    uncond = models.create("sketch_rnn_unconditional", num_classes=1)
+    uncond = models.create("sketch_rnn_unconditional")
     shapes = jax.eval_shape(functools.partial(uncond.init, train=False), jax.random.key(0), jnp.zeros((1, 10, 5)))
     # decoder reads only S_{t-1}: 4*512*(5+512) + 4*512 = 1,060,864; plus out 63,099
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"])) == 1_060_864 + 63_099

@@ -184,10 +184,10 @@ def _perturb(tree):
 @pytest.mark.parametrize("name,kwargs", TEXT_MODELS, ids=lambda v: str(v))
 def test_padding_never_changes_the_logits(name, kwargs):
     model = models.create(name, num_classes=3, vocab_size=V, embed_dim=8, **kwargs)
-    variables = jax.jit(model.init)(jax.random.key(0), _tokens(L), lengths=LENGTHS)
+    variables = jax.jit(lambda k, x, n: model.init(k, x, lengths=n, train=False))(jax.random.key(0), _tokens(L), LENGTHS)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
     variables = _perturb(variables)  # e.g. nonzero biases: a window over padding alone would show
-    apply = jax.jit(lambda x, n: model.apply(variables, x, lengths=n))
+    apply = jax.jit(lambda x, n: model.apply(variables, x, lengths=n, train=False))
     ref = apply(_tokens(L), LENGTHS)
     assert ref.shape == (4, 3) and ref.dtype == jnp.float32 and np.all(np.isfinite(ref))
     tol = 2e-2 if kwargs.get("dtype") == "bfloat16" else 1e-5
@@ -211,12 +211,12 @@ def test_wide_conv_is_flax_conv_with_full_padding():
 def test_text_models_train_with_dropout_and_reject_flatten_pooling():
     for name in ("text_rnn", "text_cnn"):
         model = models.create(name, num_classes=1, vocab_size=V, embed_dim=4, dropout_rate=0.5)
-        variables = jax.jit(model.init)(jax.random.key(0), _tokens(L), lengths=LENGTHS)
+        variables = jax.jit(lambda k, x, n: model.init(k, x, lengths=n, train=False))(jax.random.key(0), _tokens(L), LENGTHS)
         train = jax.jit(lambda k: model.apply(variables, _tokens(L), lengths=LENGTHS, train=True, rngs={"dropout": k}))
         a, b = train(jax.random.key(1)), train(jax.random.key(2))
         assert a.shape == (4, 1) and not np.allclose(a, b)
     with pytest.raises(ValueError, match="unknown pooling 'flatten'"):
-        models.create("text_rnn", num_classes=2, vocab_size=V, pooling="flatten").init(jax.random.key(0), _tokens(L))
+        models.create("text_rnn", num_classes=2, vocab_size=V, pooling="flatten").init(jax.random.key(0), _tokens(L), train=False)
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -279,7 +279,7 @@ def _check_prediction(c, workdir, vocabulary):
     assert "error" in got[1] and "UnicodeDecodeError" in got[1]["error"]
     ids = np.asarray([[vocabulary.index(w) for w in words]], np.int32)
     params = checkpoint.load(workdir / "checkpoints")[1]["state"]["params"]
-    logit = float(build_model(c, 2).apply({"params": params}, ids, lengths=np.asarray([len(words)])).ravel()[0])
+    logit = float(build_model(c, 2).apply({"params": params}, ids, lengths=np.asarray([len(words)]), train=False).ravel()[0])
     p_positive = 1 / (1 + np.exp(-logit))
     assert got[0]["probability"] == pytest.approx(max(p_positive, 1 - p_positive), rel=1e-5)
 

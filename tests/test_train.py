@@ -107,7 +107,7 @@ def test_evaluation_counts_every_example_once(smoke_config, tmp_path):
     ds = data.load(smoke_config.dataset)
     test = ds.splits["test"]
     model = build_model(smoke_config, ds.num_classes)
-    logits = np.asarray(model.apply({"params": params_of(tmp_path)}, jnp.asarray(test.inputs)))
+    logits = np.asarray(model.apply({"params": params_of(tmp_path)}, jnp.asarray(test.inputs), train=False))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)
     assert results["test"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == test.labels), abs=1e-7)
     assert results["test"]["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-5)

@@ -14,7 +14,7 @@ SMALL = dict(widths=(4, 4, 8), stage_sizes=(1, 1, 1))  # a ResNet-8
 
 def _init(num_classes, name="resnet20", seed=0, side=8, **kwargs):
     model = models.create(name, num_classes=num_classes, **(kwargs or SMALL))
-    variables = model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)}, jnp.zeros((1, side, side, 3)))
+    variables = model.init({"params": jax.random.key(seed), "dropout": jax.random.key(seed)}, jnp.zeros((1, side, side, 3)), train=False)
     return model, dict(variables)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BUDGETS = (1, 3, 10, 30, 0)  # images per class; 0 = all (about 135)
-HEAD = "Dense_2"  # LeNet-5's output layer
+HEAD = "head"  # LeNet-5's output layer
 COMMON = ["--config.dataset.normalize=unit", "--config.train.num_steps=300", "--config.train.eval_every=300", "--config.train.log_every=100",
           "--config.train.checkpoint_every=300", "--config.train.steps_per_call=100", "--config.train.progress=False",
           "--config.train.batch_size=32"]

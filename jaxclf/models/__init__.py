@@ -6,15 +6,26 @@ registry is the union of those dicts, built here explicitly so that which names 
 never depends on import order. A family whose models define their own loss (task
 'generative') also exports ``OBJECTIVES``: name -> {'objective': factory, 'scalars': names
 of the scalars it returns, 'figures': what a finished run draws}.
+
+Conventions shared by every model (docs/models.md shows them in use): ``train`` is a required
+keyword of ``__call__``; classifiers take ``output='logits' | 'features' | 'stages'`` and
+``num_classes=0`` (no head); ``dtype``/``param_dtype`` everywhere; ``remat`` on the deep ones.
+``describe(name)`` lists a model's keywords with defaults and docs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import re
 from typing import Any
 
 import flax.linen as nn
 
 from jaxclf.models import alexnet, conv1d, googlenet, lenet, linear, recurrent, resnet, sketch_rnn, text, vgg
+
+from jaxclf.models.heads import HEAD_PATTERN, reset_head  # noqa: E402,F401  (public API)
 
 _FAMILIES = (linear, lenet, conv1d, recurrent, alexnet, googlenet, vgg, resnet, sketch_rnn, text)
 
@@ -36,19 +47,82 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Returns the registered model ``name`` with ``num_classes`` outputs.
-
-    Raises ValueError naming the valid choices for an unknown name, and TypeError
-    naming the model for keyword arguments it does not take.
-    """
+def _factory(name: str):
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(names())}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    factory = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """One line per attribute from the class docstring's ``Attributes:`` section."""
+    docs: dict[str, str] = {}
+    lines = inspect.getdoc(cls).splitlines() if inspect.getdoc(cls) else []
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "Attributes:"), len(lines))
+    current = None
+    for line in lines[start:]:
+        match = re.match(r"^\s{2}(\w+): (.*)$", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current and line.startswith("    "):
+            docs[current] += " " + line.strip()
+        elif line.strip():
+            break
+    return docs
+
+
+def describe(name: str) -> dict[str, dict[str, Any]]:
+    """The keyword arguments ``create(name, ...)`` takes: keyword -> {'default', 'required',
+    'doc'}, defaults as the registered variant sets them (e.g. resnet20's widths)."""
+    factory = _factory(name)
+    cls = factory.func if isinstance(factory, functools.partial) else factory
+    preset = factory.keywords if isinstance(factory, functools.partial) else {}
+    docs = _attribute_docs(cls)
+    out = {}
+    for field in dataclasses.fields(cls):
+        if field.name in ("parent", "name") or not field.init:
+            continue
+        default = preset.get(field.name, field.default)
+        required = default is dataclasses.MISSING
+        out[field.name] = {"default": None if required else default, "required": required,
+                           "doc": docs.get(field.name, "")}
+    return out
+
+
+def takes_features(name: str) -> bool:
+    """Whether model ``name`` is a classifier with feature extraction (``output=`` and
+    ``num_classes=0``)."""
+    factory = _factory(name)
+    cls = factory.func if isinstance(factory, functools.partial) else factory
+    return "output" in inspect.signature(cls.__call__).parameters
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    """Returns the registered model ``name`` built with ``kwargs`` (``describe(name)`` lists
+    them with defaults and docs).
+
+    Classifiers need ``num_classes``; 0 gives a feature extractor (no head: the model returns
+    the pooled features). Models without classes (sketch_rnn) take none. Raises ValueError
+    naming the valid choices for an unknown name or class count, and TypeError naming the
+    model and its valid keywords for a keyword it does not take.
+    """
+    factory = _factory(name)
+    valid = describe(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(f"model {name!r} takes no keyword {', '.join(map(repr, unknown))}; "
+                        f"valid: {', '.join(valid)} (see jaxclf.models.describe({name!r}))")
+    if "num_classes" in valid:
+        if "num_classes" not in kwargs:
+            raise TypeError(f"model {name!r} needs num_classes (0: features only)" if takes_features(name)
+                            else f"model {name!r} needs num_classes")
+        smallest = 0 if takes_features(name) else 1
+        n = kwargs["num_classes"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < smallest:
+            raise ValueError(f"model {name!r}: num_classes must be an int >= {smallest}"
+                             f"{' (0: features only)' if smallest == 0 else ''}; got {n!r}")
     try:
-        return factory(num_classes=num_classes, **kwargs)
+        return factory(**kwargs)
     except TypeError as e:
         raise TypeError(f"model {name!r}: {e}") from e
 

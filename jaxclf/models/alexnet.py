@@ -12,40 +12,73 @@ classifier has the same size at every input resolution. The smallest input is 63
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, compute_dtype, pool
+from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, compute_dtype,
+                                  head_pool_size, maybe_remat, pool)
 
 
 class AlexNet(nn.Module):
-    """AlexNet; ``widths``, ``hidden`` and ``pool_size`` shrink it for tests and small data."""
+    """AlexNet; ``widths``, ``hidden`` and ``pool_size`` shrink it for tests and small data.
+
+    Attributes:
+      num_classes: outputs of the dense head; 0 builds no head (the model returns the features).
+      widths: channels of the five convolutions.
+      hidden: widths of the hidden dense layers before the head.
+      pool_size: side of the adaptive average pool before the classifier; None: 6 (torchvision)
+        unless the last map is smaller (then its own side: no replicated pixels).
+      dropout_rate: dropout before each hidden dense layer (rng 'dropout' in training).
+      norm: 'none' (the original) or 'batch' (a modern variant).
+      remat: rematerialise each conv layer (recompute its activations in the backward pass).
+      dtype: compute dtype, e.g. 'bfloat16'; the logits are float32 whatever it is.
+      param_dtype: dtype of the parameters.
+    """
 
     num_classes: int = 1000
     widths: Sequence[int] = (64, 192, 384, 256, 256)
     hidden: Sequence[int] = (4096, 4096)
-    pool_size: int = 6
+    pool_size: Optional[int] = None
     dropout_rate: float = 0.5
-    norm: str = "none"  # 'batch' gives a modern BN variant; the original has none
+    norm: str = "none"
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool, output: str = "logits"):
+        """Classifies a batch of images.
+
+        Args:
+          x: images (N, H, W, C), at least 63x63, cast to ``dtype``.
+          train: True applies dropout (rng 'dropout') and, with ``norm='batch'``, batch
+            statistics (collection 'batch_stats', apply with ``mutable=['batch_stats']``).
+            Required: a forgotten flag must not silently train in evaluation mode.
+          output: 'logits' (N, num_classes) float32; 'features': the last hidden layer's
+            output (the input of the dense layer 'head'); 'stages': a dict of each conv
+            layer's output ('stage1' .. 'stage5', after its max pool where it has one).
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
+        check_images(self, x)
+        conv = maybe_remat(ConvNormAct, self.remat)
         dtype = compute_dtype(self.dtype)
         x = x.astype(dtype)
+        stages = {}
         # (kernel, stride, padding, max-pool after)
         layout = ((11, 4, 2, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
-        for width, (k, s, p, pooled) in zip(self.widths, layout, strict=True):
-            x = ConvNormAct(width, k, s, p, norm=self.norm, dtype=dtype,
-                            param_dtype=self.param_dtype)(x, train=train)
+        for i, (width, (k, s, p, pooled)) in enumerate(zip(self.widths, layout, strict=True)):
+            x = conv(width, k, s, p, norm=self.norm, dtype=dtype, param_dtype=self.param_dtype,
+                     name=f"ConvNormAct_{i}")(x, train)
             x = pool(x, "max", 3, 2) if pooled else x
-        x = adaptive_avg_pool(x, (self.pool_size, self.pool_size))
-        return classifier_mlp(x, self.hidden, self.num_classes, dropout_rate=self.dropout_rate,
-                              train=train, dropout_first=True, dtype=dtype,
-                              param_dtype=self.param_dtype)
+            stages[f"stage{i + 1}"] = x
+        side = head_pool_size(x, self.pool_size, 6)
+        x = adaptive_avg_pool(x, (side, side))
+        z = classifier_mlp(x, self.hidden, dropout_rate=self.dropout_rate, train=train, dropout_first=True,
+                           dtype=dtype, param_dtype=self.param_dtype)
+        return classify(self, z, output, stages=stages)
 
 
 MODELS = {"alexnet": AlexNet}

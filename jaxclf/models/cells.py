@@ -62,7 +62,8 @@ class _SplitCell(nn.RNNCellBase):
     """
 
     features: int
-    dtype: Any = jnp.float32  # of the matmuls and gates; carries and parameters stay float32
+    dtype: Any = jnp.float32  # of the matmuls and gates; carries stay float32
+    param_dtype: Any = jnp.float32
     # W_h starts orthogonal times this: every singular value equals it, so at initialisation
     # a linear recurrence scales a state by exactly recurrent_scale per step (< 1 vanishes,
     # > 1 explodes).
@@ -77,6 +78,7 @@ class _SplitCell(nn.RNNCellBase):
             blocks * self.features,
             use_bias=bias_offsets is not None,
             dtype=compute_dtype(self.dtype),
+            param_dtype=self.param_dtype,
             kernel_init=init,
             bias_init=_gate_bias_init(blocks, bias_offsets or {}),
         )
@@ -197,19 +199,22 @@ def cell_options(name: str) -> tuple[str, ...]:
     cls, fixed = lookup(_CELLS, "cell", name)
     fields = dataclasses.fields(cls)
     plain = (bool, int, float, str)
-    return tuple(f.name for f in fields if f.name not in ("features", "dtype", *fixed) and isinstance(f.default, plain))
+    skip = ("features", "dtype", "param_dtype", *fixed)
+    return tuple(f.name for f in fields if f.name not in skip and isinstance(f.default, plain))
 
 
-def make_cell(name: str, features: int, dtype: Any = jnp.float32, options: Mapping | None = None) -> nn.RNNCellBase:
+def make_cell(name: str, features: int, dtype: Any = jnp.float32, options: Mapping | None = None,
+              param_dtype: Any = jnp.float32) -> nn.RNNCellBase:
     """The cell registered as ``name`` with ``features`` hidden units (unbound); ``dtype`` is
-    its compute dtype, ``options`` its other settings (e.g. ``{'forget_bias': 3.0}``)."""
+    its compute dtype, ``param_dtype`` that of its parameters, ``options`` its other settings
+    (e.g. ``{'forget_bias': 3.0}``)."""
     cls, fixed = lookup(_CELLS, "cell", name)
     options = dict(options or {})
     unknown = sorted(set(options) - set(cell_options(name)))
     if unknown:
         raise ValueError(f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
                          f"its options: {', '.join(cell_options(name)) or 'none'}")
-    return cls(features, dtype=compute_dtype(dtype), **fixed, **options)
+    return cls(features, dtype=compute_dtype(dtype), param_dtype=jnp.dtype(param_dtype), **fixed, **options)
 
 
 def can_hoist(cell: nn.Module) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -34,6 +35,48 @@ def compute_dtype(dtype) -> jnp.dtype:
     Configs carry the name as a string; flax layers and ``astype`` want the dtype.
     """
     return jnp.dtype(dtype)
+
+
+OUTPUTS = ("logits", "features", "stages")
+
+
+def check_output(module: nn.Module, output: str) -> str:
+    """``output`` validated: 'logits', 'features' (the head's input) or 'stages' (a dict)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"{type(module).__name__}: unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
+    return output
+
+
+def check_images(module: nn.Module, x) -> None:
+    """Refuses anything but an (N, H, W, C) batch, naming the model and the shape given."""
+    if np.ndim(x) != 4:
+        raise ValueError(f"{type(module).__name__} expects images of shape (N, H, W, C); "
+                         f"got an array of shape {tuple(np.shape(x))}")
+
+
+def classify(module: nn.Module, z, output: str, *, name: str = "head", stages=None,
+             kernel_init: Callable = nn.initializers.lecun_normal()):
+    """The end of every classifier: ``stages`` (a dict) for output 'stages', the pooled
+    features ``z`` for 'features' or ``num_classes=0``, else float32 logits of a dense head
+    ``name`` on ``z`` (so logits == head(features) exactly)."""
+    if check_output(module, output) == "stages":
+        return stages
+    if output == "features" or module.num_classes == 0:
+        return z
+    return nn.Dense(module.num_classes, dtype=compute_dtype(module.dtype), param_dtype=module.param_dtype,
+                    kernel_init=kernel_init, name=name)(z).astype(jnp.float32)
+
+
+def maybe_remat(block: type, remat: bool, static_argnums: tuple[int, ...] = (2,)) -> type:
+    """``block`` rematerialised (``nn.remat``: its activations are recomputed in the backward
+    pass instead of stored) when ``remat`` is set. ``static_argnums`` count ``self`` as 0, so
+    the default makes ``train`` in ``__call__(self, x, train)`` static."""
+    return nn.remat(block, static_argnums=static_argnums) if remat else block
+
+
+def is_traced(x) -> bool:
+    """Whether ``x`` is a tracer (its values unknown until run): checks on values skip it."""
+    return isinstance(x, jax.core.Tracer)
 
 
 class GroupNorm(nn.Module):
@@ -94,7 +137,7 @@ class ConvNormAct(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, train: bool):
         pad = self.kernel // 2 if self.padding is None else self.padding
         use_bias = self.norm == "none" if self.use_bias is None else self.use_bias
         dtype = compute_dtype(self.dtype)
@@ -152,12 +195,11 @@ def global_avg_pool(x):
     return jnp.mean(x, axis=(1, 2))
 
 
-def classifier_mlp(x, widths: Sequence[int], num_classes: int, *, dropout_rate: float, train: bool,
-                   dropout_first: bool, dtype, param_dtype,
-                   dense_init: Callable = nn.initializers.lecun_normal()):
-    """Flatten -> hidden dense+relu layers with dropout -> dense(classes), float32 logits.
+def classifier_mlp(x, widths: Sequence[int], *, dropout_rate: float, train: bool, dropout_first: bool,
+                   dtype, param_dtype, dense_init: Callable = nn.initializers.lecun_normal()):
+    """Flatten -> hidden dense+relu layers with dropout: the input of the final dense head.
 
-    AlexNet and VGG share this head; they differ in where dropout sits. AlexNet
+    AlexNet and VGG share this; they differ in where dropout sits. AlexNet
     (``dropout_first``) drops the inputs of each hidden layer (the conv features and
     fc1's output); VGG drops the outputs of each hidden layer (fc1's and fc2's).
     """
@@ -168,5 +210,13 @@ def classifier_mlp(x, widths: Sequence[int], num_classes: int, *, dropout_rate: 
         x = nn.relu(nn.Dense(width, dtype=dtype, param_dtype=param_dtype, kernel_init=dense_init,
                              name=f"fc{i + 1}")(x))
         x = x if dropout_first else drop(x)
-    return nn.Dense(num_classes, dtype=dtype, param_dtype=param_dtype, kernel_init=dense_init,
-                    name="head")(x).astype(jnp.float32)
+    return x
+
+
+def head_pool_size(x, pool_size: Optional[int], default: int) -> int:
+    """The side of the map the classifier reads: ``pool_size``, or when it is None the
+    ``default`` (torchvision's) unless the last feature map is smaller: then the map's own
+    side, so a 32x32 input's 1x1 map is not replicated into a ``default``-squared head."""
+    if pool_size is not None:
+        return pool_size
+    return min(default, x.shape[1], x.shape[2])

@@ -25,9 +25,10 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxclf.models.cells import Carry, can_hoist, make_cell, zero_carry
-from jaxclf.models.layers import compute_dtype, lookup
+from jaxclf.models.layers import check_output, classify, compute_dtype, is_traced, lookup, maybe_remat
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -39,6 +40,32 @@ def resolve_lengths(lengths=None, mask=None):
     if mask is not None:
         return jnp.sum(mask, axis=1, dtype=jnp.int32)
     return None
+
+
+def check_sequences(module: nn.Module, x) -> None:
+    """Refuses anything but float features (B, T, F), naming the model: an integer (B, T)
+    array of token ids would otherwise be read as B sequences of T one-feature steps."""
+    name = type(module).__name__
+    if np.ndim(x) != 3 or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        hint = " (token ids: embed them first, e.g. model 'text_rnn')" if jnp.issubdtype(
+            jnp.result_type(x), jnp.integer) else ""
+        raise TypeError(f"{name} expects float features of shape (B, T, F); got a {jnp.result_type(x)} "
+                        f"array of shape {tuple(np.shape(x))}{hint}")
+
+
+def checked_lengths(module: nn.Module, lengths, batch: int, steps: int):
+    """``lengths`` (B,) int32 within [0, steps]. Concrete values outside are refused with an
+    error naming the model; traced ones (under ``jit``) cannot be read and are clipped."""
+    if lengths is None:
+        return None
+    if np.shape(lengths) != (batch,):
+        raise ValueError(f"{type(module).__name__}: lengths must have shape ({batch},); got {tuple(np.shape(lengths))}")
+    if not is_traced(lengths):
+        values = np.asarray(lengths)
+        if values.size and (values.min() < 0 or values.max() > steps):
+            raise ValueError(f"{type(module).__name__}: lengths must lie in [0, {steps}] (the padded length); "
+                             f"got values in [{values.min()}, {values.max()}]")
+    return jnp.clip(lengths, 0, steps)
 
 
 def sequence_mask(lengths, max_len: int):
@@ -130,9 +157,10 @@ class Recurrence(nn.Module):
     unroll: int = 1
     dtype: Any = jnp.float32  # compute dtype of the cell
     cell_options: Mapping | None = None  # the cell's settings, e.g. {'forget_bias': 3.0}
+    param_dtype: Any = jnp.float32
 
     def setup(self):
-        self.cell = make_cell(self.kind, self.hidden, self.dtype, self.cell_options)
+        self.cell = make_cell(self.kind, self.hidden, self.dtype, self.cell_options, self.param_dtype)
 
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         hoisted = self.hoist and can_hoist(self.cell)
@@ -177,12 +205,13 @@ class BiLayer(nn.Module):
     unroll: int = 1
     dtype: Any = jnp.float32
     cell_options: Mapping | None = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, lengths=None, initial_carry: Carry | None = None):
         layer = functools.partial(
             Recurrence, self.kind, self.hidden, hoist=self.hoist, unroll=self.unroll, dtype=self.dtype,
-            cell_options=self.cell_options,
+            cell_options=self.cell_options, param_dtype=self.param_dtype,
         )
         ys, carry = layer(name="fwd")(x, lengths, initial_carry)
         outputs, summary, carries = [ys], [last_valid(ys, lengths)], [carry]
@@ -195,7 +224,13 @@ class BiLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Stacked ``BiLayer``s ``layer_0 .. layer_{n-1}``, dropout between them."""
+    """Stacked ``BiLayer``s ``layer_0 .. layer_{n-1}``, dropout between them.
+
+    Returns ``(outputs, summary, carries)`` of the last layer (see ``BiLayer``) and the
+    dict of every layer's outputs ``{'layer_0': (B, T, D*H), ...}``. ``remat``
+    rematerialises each layer: its scan is recomputed in the backward pass instead of
+    storing every step's gates.
+    """
 
     cell: str = "lstm"
     hidden: int = 128
@@ -206,18 +241,23 @@ class Encoder(nn.Module):
     unroll: int = 1
     dtype: Any = jnp.float32
     cell_options: Mapping | None = None
+    param_dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
-    def __call__(self, x, lengths=None, *, train: bool = False):
+    def __call__(self, x, lengths=None, *, train: bool):
+        bilayer = maybe_remat(BiLayer, self.remat, static_argnums=())
+        stages = {}
         for i in range(self.num_layers):
             if i:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            layer = BiLayer(
+            layer = bilayer(
                 self.cell, self.hidden, self.bidirectional, self.hoist, self.unroll, self.dtype,
-                self.cell_options, name=f"layer_{i}",
+                self.cell_options, self.param_dtype, name=f"layer_{i}",
             )
             x, summary, carries = layer(x, lengths)
-        return x, summary, carries
+            stages[f"layer_{i}"] = x
+        return x, summary, carries, stages
 
 
 def _pool_last(h, summary, lengths):
@@ -241,11 +281,13 @@ class AttentionPool(nn.Module):
     """
 
     features: int = 64
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, h, summary, lengths):
-        keys = jnp.tanh(nn.Dense(self.features, name="key")(h))
-        query = self.param("query", nn.initializers.normal(1.0), (self.features,))
+        keys = jnp.tanh(nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="key")(h))
+        query = self.param("query", nn.initializers.normal(1.0), (self.features,), self.param_dtype)
         scores = keys @ query / jnp.sqrt(self.features)
         weights = masked_softmax(scores, sequence_mask(lengths, h.shape[1]))
         _sow_attention(self, weights)
@@ -263,12 +305,45 @@ _POOLS = {"last": _pool_last, "mean": _pool_mean, "max": _pool_max, "flatten": _
 # ----------------------------------------------------------------------------- models
 
 
+_RECURRENT_ATTRIBUTES = """
+      cell: the recurrent cell, one of ``cells.CELL_NAMES`` ('lstm', 'gru', 'rnn', ...).
+      hidden: units of each cell.
+      num_layers: stacked recurrent layers.
+      bidirectional: add a backward direction to every layer (outputs concatenated).
+      dropout_rate: dropout between layers and before the head (rng 'dropout' in training).
+      hoist: compute the input projection of all steps in one matmul before the scan (False:
+        the plain cell step by step, faster on XLA:CPU; ``jaxclf.cpu.tune`` sets it).
+      unroll: steps per scan iteration.
+      remat: rematerialise each recurrent layer (recompute its scan in the backward pass).
+      dtype: compute dtype of the cells and the head, e.g. 'bfloat16'; carries and logits stay float32.
+      param_dtype: dtype of the parameters.
+      cell_options: the cells' settings, e.g. {'forget_bias': 3.0} (``cells.cell_options(cell)``)."""
+
+_SEQUENCE_ARGS = """
+          lengths: (B,) int valid steps of each sequence, in [0, T] (concrete values
+            outside are refused; under ``jit`` they are clipped). A zero-length row reads
+            nothing: its pooled features are zeros, whatever its padding holds.
+          mask: (B, T) prefix mask, instead of ``lengths``; neither: every step is valid.
+          train: True applies dropout (rng 'dropout'). Required: a forgotten flag must not
+            silently train in evaluation mode."""
+
+
+def with_recurrent_attributes(cls: type) -> type:
+    """Appends the attributes every recurrent model shares to ``cls``'s docstring."""
+    cls.__doc__ = cls.__doc__.rstrip() + _RECURRENT_ATTRIBUTES + "\n"
+    return cls
+
+
+@with_recurrent_attributes
 class RNNClassifier(nn.Module):
     """Many-to-one: encode the sequence, pool over valid steps, classify.
 
-    ``pooling``: 'last' (state after the whole valid sequence, both directions), 'mean' or
-    'max' over valid steps, 'flatten' (all steps concatenated: fixed length only, as in the
-    MNIST-1D paper's GRU), or 'attention' (``AttentionPool``).
+    Attributes:
+      num_classes: outputs of the dense head; 0 builds no head (the model returns the pooled features).
+      pooling: 'last' (state after the whole valid sequence, both directions), 'mean' or
+        'max' over valid steps, 'flatten' (all steps concatenated: fixed length only, as in
+        the MNIST-1D paper's GRU), or 'attention' (``AttentionPool``, weights sown as
+        ``intermediates/attention``).
     """
 
     num_classes: int = 10
@@ -280,24 +355,50 @@ class RNNClassifier(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool = True
     unroll: int = 1
-    dtype: Any = jnp.float32  # compute dtype of the cells and the head
-    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
+    remat: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     @nn.compact
-    def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
-        pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(self.hidden, name="pool")
-        lengths = resolve_lengths(lengths, mask)
+    def __call__(self, x, *, lengths=None, mask=None, train: bool, output: str = "logits"):
+        pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(
+            self.hidden, compute_dtype(self.dtype), self.param_dtype, name="pool")
+        check_sequences(self, x)
+        check_output(self, output)
+        lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
         dtype = compute_dtype(self.dtype)
-        h, summary, _ = Encoder(
+        h, summary, _, stages = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, self.cell_options, name="encoder",
+            self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
-        z = nn.Dropout(self.dropout_rate, deterministic=not train)(pool(h, summary, lengths))
-        return nn.Dense(self.num_classes, dtype=dtype, name="head")(z).astype(jnp.float32)
+        z = pool(h, summary, lengths)
+        if lengths is not None:  # a zero-length row: zero features (the zero initial state)
+            z = jnp.where((lengths > 0)[:, None], z, 0.0)
+        if output == "logits" and self.num_classes:
+            z = nn.Dropout(self.dropout_rate, deterministic=not train)(z)
+        return classify(self, z, output, stages=stages)
+
+    __call__.__doc__ = """Classifies a batch of sequences.
+
+        Args:
+          x: float features (B, T, F); an integer array is refused (token ids go through
+            'text_rnn', which embeds them).""" + _SEQUENCE_ARGS + """
+          output: 'logits' (B, num_classes) float32; 'features': the pooled features the
+            dense layer 'head' reads (before its dropout); 'stages': a dict of every
+            layer's outputs ('layer_0': (B, T, D*H), ...).
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
 
 
+@with_recurrent_attributes
 class RNNTagger(nn.Module):
-    """Many-to-many (one label per step): logits ``(B, T, classes)``, zero at padding."""
+    """Many-to-many (one label per step): logits ``(B, T, classes)``, zero at padding.
+
+    Attributes:
+      num_classes: labels per step; 0 builds no head (the model returns the per-step features).
+    """
 
     num_classes: int = 10
     cell: str = "lstm"
@@ -307,20 +408,38 @@ class RNNTagger(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool = True
     unroll: int = 1
-    dtype: Any = jnp.float32  # compute dtype of the cells and the head
-    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
+    remat: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     @nn.compact
-    def __call__(self, x, *, lengths=None, mask=None, train: bool = False):
-        lengths = resolve_lengths(lengths, mask)
+    def __call__(self, x, *, lengths=None, mask=None, train: bool, output: str = "logits"):
+        check_sequences(self, x)
+        check_output(self, output)
+        lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
         dtype = compute_dtype(self.dtype)
-        h, _, _ = Encoder(
+        h, _, _, stages = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, self.cell_options, name="encoder",
+            self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
         )(x.astype(jnp.float32), lengths, train=train)
-        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-        logits = nn.Dense(self.num_classes, dtype=dtype, name="head")(h).astype(jnp.float32)
-        return logits * sequence_mask(lengths, x.shape[1])[..., None]
+        h = h * sequence_mask(lengths, x.shape[1])[..., None]
+        if output == "logits" and self.num_classes:
+            h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+            h = classify(self, h, output)
+            return h * sequence_mask(lengths, x.shape[1])[..., None]
+        return classify(self, h, output, stages=stages)
+
+    __call__.__doc__ = """Labels every step of a batch of sequences.
+
+        Args:
+          x: float features (B, T, F).""" + _SEQUENCE_ARGS + """
+          output: 'logits' (B, T, num_classes) float32, zero at padded steps; 'features':
+            the last layer's outputs (B, T, D*H), zero at padded steps; 'stages': a dict of
+            every layer's outputs.
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
 
 
 def shift_right(targets, start_token: int):
@@ -372,9 +491,22 @@ class RNNGenerator(nn.Module):
     the sequence. ``__call__(cond, targets=...)`` trains by teacher forcing (the inputs are
     the targets shifted right after a start token, id ``vocab_size``); ``sample``
     generates.
+
+    Attributes:
+      num_classes: conditioning classes (unused for latent conditions).
+      vocab_size: output tokens.
+      end_token: the token that ends a sequence.
+      cell: the recurrent cell, one of ``cells.CELL_NAMES``.
+      hidden: units of the cell.
+      embed_dim: size of the token and condition embeddings.
+      hoist: hoist the input projection out of the scan (see ``Recurrence``).
+      unroll: steps per scan iteration.
+      dtype: compute dtype of the cell and the head; carries and logits stay float32.
+      param_dtype: dtype of the parameters.
+      cell_options: the cell's settings (``cells.cell_options``).
     """
 
-    num_classes: int = 10  # conditioning classes (unused for latent conditions)
+    num_classes: int = 10
     vocab_size: int = 16
     end_token: int = 0
     cell: str = "gru"
@@ -382,29 +514,39 @@ class RNNGenerator(nn.Module):
     embed_dim: int = 32
     hoist: bool = True
     unroll: int = 1
-    dtype: Any = jnp.float32  # compute dtype of the cell and the head
-    cell_options: Mapping | None = None  # the cell's settings (cells.cell_options)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     def setup(self):
-        self.class_embed = nn.Embed(self.num_classes, self.embed_dim)
-        self.latent = nn.Dense(self.embed_dim)
-        self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim)  # last id: start
+        pd = self.param_dtype
+        self.class_embed = nn.Embed(self.num_classes, self.embed_dim, param_dtype=pd)
+        self.latent = nn.Dense(self.embed_dim, param_dtype=pd)
+        self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim, param_dtype=pd)  # last id: start
         self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
-                                  dtype=self.dtype, cell_options=self.cell_options)
-        self.head = nn.Dense(self.vocab_size, dtype=compute_dtype(self.dtype))
+                                  dtype=self.dtype, cell_options=self.cell_options, param_dtype=pd)
+        self.head = nn.Dense(self.vocab_size, dtype=compute_dtype(self.dtype), param_dtype=pd)
 
     def _condition(self, cond):
         if jnp.issubdtype(cond.dtype, jnp.integer):
-            return self.class_embed(cond)
-        return self.latent(cond.astype(jnp.float32))
+            return self.class_embed(cond).astype(jnp.float32)
+        return self.latent(cond.astype(jnp.float32)).astype(jnp.float32)
 
     def _inputs(self, tokens, c):
         """Cell inputs ``[embed(token), condition]`` for tokens ``(B, T)``."""
-        e = self.token_embed(tokens)
+        e = self.token_embed(tokens).astype(jnp.float32)
         return jnp.concatenate([e, jnp.broadcast_to(c[:, None], e.shape[:2] + c.shape[-1:])], -1)
 
-    def __call__(self, x, *, targets, train: bool = False):
-        """Teacher forcing: logits ``(B, T, vocab)`` for ``targets`` ``(B, T)``."""
+    def __call__(self, x, *, targets, train: bool):
+        """Teacher forcing: next-token logits ``(B, T, vocab_size)`` float32.
+
+        Args:
+          x: the condition: class ids (B,) int or latents (B, D) float.
+          targets: (B, T) int tokens; the cell reads them shifted right after the start token.
+          train: required for every jaxclf model; both modes compute the same function here.
+
+        No rng; ``sample`` draws from the 'sample' stream.
+        """
         del train
         prev = shift_right(targets, self.vocab_size)
         h, _ = self.layer_0(self._inputs(prev, self._condition(x)))
@@ -436,6 +578,7 @@ class RNNGenerator(nn.Module):
         )
 
 
+@with_recurrent_attributes
 class Seq2Seq(nn.Module):
     """Encoder-decoder with Luong ('general') attention over the encoder's valid steps.
 
@@ -447,6 +590,11 @@ class Seq2Seq(nn.Module):
     ``out_t = tanh(W_c [ctx_t, s_t])``. Returns logits ``(B, T, num_classes)``
     (``num_classes`` is the target vocabulary); the attention weights are sown as
     ``intermediates/attention``. ``sample`` decodes until ``end_token`` or ``max_len``.
+
+    Attributes:
+      num_classes: the target vocabulary (the start token is id ``num_classes``).
+      end_token: the token that ends a decoded sequence.
+      embed_dim: size of the target token embeddings.
     """
 
     num_classes: int = 10
@@ -459,25 +607,29 @@ class Seq2Seq(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool = True
     unroll: int = 1
-    dtype: Any = jnp.float32  # compute dtype of the cells and the output head
-    cell_options: Mapping | None = None  # the cells' settings (cells.cell_options)
+    remat: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
 
     def setup(self):
+        pd = self.param_dtype
         self.encoder = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, self.dtype, self.cell_options,
+            self.hoist, self.unroll, self.dtype, self.cell_options, pd, self.remat,
         )
-        self.embed = nn.Embed(self.num_classes + 1, self.embed_dim)
+        self.embed = nn.Embed(self.num_classes + 1, self.embed_dim, param_dtype=pd)
         self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
-                                  dtype=self.dtype, cell_options=self.cell_options)
-        self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False)  # W_a
-        self.combine = nn.Dense(self.hidden)
+                                  dtype=self.dtype, cell_options=self.cell_options, param_dtype=pd)
+        self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False, param_dtype=pd)  # W_a
+        self.combine = nn.Dense(self.hidden, param_dtype=pd)
         self.dropout = nn.Dropout(self.dropout_rate)
-        self.head = nn.Dense(self.num_classes, dtype=compute_dtype(self.dtype))
+        self.head = nn.Dense(self.num_classes, dtype=compute_dtype(self.dtype), param_dtype=pd)
 
     def _encode(self, x, lengths, mask, train):
-        lengths = resolve_lengths(lengths, mask)
-        enc, _, carries = self.encoder(x.astype(jnp.float32), lengths, train=train)
+        check_sequences(self, x)
+        lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
+        enc, _, carries, _ = self.encoder(x.astype(jnp.float32), lengths, train=train)
         return enc, lengths, carries[0]
 
     def _attend(self, s, enc, lengths, train):
@@ -490,16 +642,27 @@ class Seq2Seq(nn.Module):
         out = self.dropout(out, deterministic=not train)
         return self.head(out).astype(jnp.float32)
 
-    def __call__(self, x, *, targets, lengths=None, mask=None, train: bool = False):
+    def __call__(self, x, *, targets, lengths=None, mask=None, train: bool):
         enc, lengths, carry = self._encode(x, lengths, mask, train)
-        s, _ = self.decoder(self.embed(shift_right(targets, self.num_classes)), initial_carry=carry)
+        s, _ = self.decoder(self.embed(shift_right(targets, self.num_classes)).astype(jnp.float32),
+                            initial_carry=carry)
         return self._attend(s, enc, lengths, train)
+
+    __call__.__doc__ = """Teacher forcing: logits (B, T, num_classes) float32 for ``targets``.
+
+        Args:
+          x: source features (B, S, F) float.
+          targets: (B, T) int target tokens; the decoder reads them shifted right.""" + _SEQUENCE_ARGS + """
+
+        Attention weights are sown as ``intermediates/attention``; ``sample`` draws from
+        the 'sample' rng stream.
+        """
 
     def _sample(self, x, lengths, max_len: int, temperature: float):
         enc, lengths, carry = self._encode(x, lengths, None, False)
 
         def step(module, carry, prev):
-            carry, s = module.decoder.step(carry, module.embed(prev))
+            carry, s = module.decoder.step(carry, module.embed(prev).astype(jnp.float32))
             return carry, module._attend(s[:, None], enc, lengths, False)[:, 0]
 
         start = jnp.full((x.shape[0],), self.num_classes, jnp.int32)

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, compute_dtype, global_avg_pool, lookup, pool
+from jaxclf.models.layers import (ConvNormAct, check_images, classify, compute_dtype, global_avg_pool, lookup,
+                                  maybe_remat, pool)
 
 
 def zero_pad_shortcut(x, features: int, stride: int):
@@ -51,7 +52,7 @@ class _Residual(nn.Module):
                            param_dtype=self.param_dtype, name=name)
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, train: bool):
         zero_pad = lookup({"projection": False, "zero_pad": True}, "shortcut", self.shortcut)
         out_features = self.width * self.expansion
         y = self.branch(x, train)
@@ -59,7 +60,7 @@ class _Residual(nn.Module):
             if zero_pad:
                 x = zero_pad_shortcut(x, out_features, self.stride)
             else:
-                x = self.conv(out_features, 1, self.stride, act=False, name="downsample")(x, train=train)
+                x = self.conv(out_features, 1, self.stride, act=False, name="downsample")(x, train)
         return nn.relu(y + x)
 
 
@@ -67,8 +68,8 @@ class BasicBlock(_Residual):
     """3x3 conv -> 3x3 conv (ResNet-18/34 and the CIFAR ResNets)."""
 
     def branch(self, x, train):
-        y = self.conv(self.width, 3, self.stride)(x, train=train)
-        return self.conv(self.width, 3, act=False, last=True)(y, train=train)
+        y = self.conv(self.width, 3, self.stride)(x, train)
+        return self.conv(self.width, 3, act=False, last=True)(y, train)
 
 
 class Bottleneck(_Residual):
@@ -77,9 +78,9 @@ class Bottleneck(_Residual):
     expansion = 4
 
     def branch(self, x, train):
-        y = self.conv(self.width, 1)(x, train=train)
-        y = self.conv(self.width, 3, self.stride)(y, train=train)
-        return self.conv(self.width * 4, 1, act=False, last=True)(y, train=train)
+        y = self.conv(self.width, 1)(x, train)
+        y = self.conv(self.width, 3, self.stride)(y, train)
+        return self.conv(self.width * 4, 1, act=False, last=True)(y, train)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -88,8 +89,20 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class ResNet(nn.Module):
     """A residual network; ``stage_sizes`` blocks per stage, stage i with ``widths[i]``.
 
-    ``stem='imagenet'`` is 7x7/2 conv + max pool, ``stem='cifar'`` a single 3x3 conv.
     Every stage after the first halves the resolution in its first block.
+
+    Attributes:
+      num_classes: outputs of the dense head; 0 builds no head (the model returns the pooled features).
+      stage_sizes: residual blocks in each stage.
+      block: 'basic' (two 3x3 convs) or 'bottleneck' (1x1 -> 3x3 -> 1x1, 4x expansion).
+      widths: channels of each stage (a bottleneck stage outputs 4x as many).
+      stem: 'imagenet' (7x7/2 conv + 3x3/2 max pool) or 'cifar' (one 3x3 conv).
+      shortcut: 'projection' (1x1 conv + norm, option B) or 'zero_pad' (option A, no parameters).
+      norm: 'batch', 'group', 'layer' or 'none'.
+      zero_init_residual: start each block's last norm scale at 0 (blocks start as the identity).
+      remat: rematerialise each residual block (recompute its activations in the backward pass).
+      dtype: compute dtype, e.g. 'bfloat16'; the logits are float32 whatever it is.
+      param_dtype: dtype of the parameters.
     """
 
     num_classes: int = 1000
@@ -100,28 +113,43 @@ class ResNet(nn.Module):
     shortcut: str = "projection"
     norm: str = "batch"
     zero_init_residual: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
-        block = lookup(BLOCKS, "block", self.block)
+    def __call__(self, x, *, train: bool, output: str = "logits"):
+        """Classifies a batch of images.
+
+        Args:
+          x: images (N, H, W, C), any float or integer dtype (cast to ``dtype``).
+          train: True normalises with batch statistics and updates the running averages in
+            the 'batch_stats' collection (apply with ``mutable=['batch_stats']``); False uses
+            them. Required: a forgotten flag must not silently train in evaluation mode.
+          output: 'logits' (N, num_classes) float32; 'features': the globally pooled features
+            (N, widths[-1] * expansion) that the head 'head' reads, in ``dtype``; 'stages':
+            a dict of the stem's and each stage's output maps ('stem', 'stage1', ...).
+
+        No rng is used. Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
+        check_images(self, x)
+        block = maybe_remat(lookup(BLOCKS, "block", self.block), self.remat)
         dtype = compute_dtype(self.dtype)
         common = dict(norm=self.norm, dtype=dtype, param_dtype=self.param_dtype)
         x = x.astype(dtype)
         if lookup({"imagenet": True, "cifar": False}, "stem", self.stem):
-            x = ConvNormAct(self.widths[0], 7, 2, **common, name="stem")(x, train=train)
+            x = ConvNormAct(self.widths[0], 7, 2, **common, name="stem")(x, train)
             x = pool(x, "max", 3, 2, padding=1)
         else:
-            x = ConvNormAct(self.widths[0], 3, **common, name="stem")(x, train=train)
+            x = ConvNormAct(self.widths[0], 3, **common, name="stem")(x, train)
+        stages = {"stem": x}
         for i, (size, width) in enumerate(zip(self.stage_sizes, self.widths, strict=True)):
             for j in range(size):
                 x = block(width, stride=2 if (i > 0 and j == 0) else 1, shortcut=self.shortcut,
                           zero_init_residual=self.zero_init_residual, **common,
-                          name=f"stage{i + 1}_block{j + 1}")(x, train=train)
-        x = global_avg_pool(x)
-        return nn.Dense(self.num_classes, dtype=dtype, param_dtype=self.param_dtype,
-                        name="head")(x).astype(jnp.float32)
+                          name=f"stage{i + 1}_block{j + 1}")(x, train)
+            stages[f"stage{i + 1}"] = x
+        return classify(self, global_avg_pool(x), output, stages=stages)
 
 
 _IMAGENET = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),

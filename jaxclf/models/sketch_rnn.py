@@ -97,26 +97,37 @@ class SketchRNN(nn.Module):
     """The paper's defaults: encoder 256 (bidirectional LSTM), decoder 512 (LSTM), z 128,
     20 mixtures. ``__call__(strokes (B, Nmax, 5), *, train)`` returns the dict of
     ``split_params`` for every step plus ``z_mu``, ``z_logvar`` and ``z`` (B, z_size)
-    (zeros when unconditional). ``num_classes`` is accepted for the registry and unused.
+    (zeros when unconditional). It has no classes (no ``num_classes``).
 
     Parameters: ``enc_fwd``/``enc_bwd`` (LSTM cells), ``z_mu``/``z_logvar`` (Dense from
     the 2*enc summary), ``z_to_state`` (Dense z -> 2*dec), ``dec`` (LSTM cell reading
     5 + z inputs), ``out`` (Dense dec -> 6M + 3).
+
+    Attributes:
+      enc_hidden: units of each direction of the encoder LSTM.
+      dec_hidden: units of the decoder LSTM.
+      z_size: size of the latent vector z.
+      num_mixtures: Gaussians in the mixture over each step's pen offsets.
+      conditional: encode the sketch into z (False: the unconditional decoder-only model).
+      recurrent_dropout: dropout on the LSTM cell candidate (rng 'dropout' in training).
+      dtype: compute dtype of the matmuls; carries and outputs stay float32.
+      param_dtype: dtype of the parameters.
     """
 
-    num_classes: int = 1
     enc_hidden: int = 256
     dec_hidden: int = 512
     z_size: int = 128
     num_mixtures: int = 20
     conditional: bool = True
     recurrent_dropout: float = 0.0
-    dtype: Any = "float32"  # compute dtype of the matmuls; parameters, carries and outputs stay float32
+    dtype: Any = "float32"
+    param_dtype: Any = "float32"
 
     def setup(self):
         dtype = compute_dtype(self.dtype)
-        cell = functools.partial(DropoutLSTMCell, rate=self.recurrent_dropout, dtype=dtype)
-        dense = functools.partial(nn.Dense, dtype=dtype)
+        cell = functools.partial(DropoutLSTMCell, rate=self.recurrent_dropout, dtype=dtype,
+                                 param_dtype=jnp.dtype(self.param_dtype))
+        dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=jnp.dtype(self.param_dtype))
         if self.conditional:
             self.enc_fwd, self.enc_bwd = cell(self.enc_hidden), cell(self.enc_hidden)
             self.z_mu, self.z_logvar = dense(self.z_size), dense(self.z_size)
@@ -156,7 +167,22 @@ class SketchRNN(nn.Module):
         eps = jax.random.normal(self.make_rng("dropout"), mu.shape)
         return mu + jnp.exp(logvar / 2) * eps, mu, logvar
 
-    def __call__(self, strokes, *, lengths=None, train: bool = False) -> dict[str, Any]:
+    def __call__(self, strokes, *, lengths=None, train: bool) -> dict[str, Any]:
+        """Encodes and reconstructs a batch of sketches (teacher forcing).
+
+        Args:
+          strokes: stroke-5 sketches (B, Nmax, 5) float, padded with end rows.
+          lengths: (B,) points of each sketch; default: the rows before its first end row.
+          train: True samples z = mu + sigma * eps and applies recurrent dropout, both from
+            the 'dropout' rng; False uses z = mu (deterministic). Required: a forgotten flag
+            must not silently train in evaluation mode.
+
+        Returns a dict: ``split_params`` of every step's output (``pi_logits``, ``mu``,
+        ``log_sigma``, ``rho``, ``pen_logits``) and ``z_mu``, ``z_logvar``, ``z`` (B, z_size).
+        ``sample`` and ``generate`` draw from the 'sample' rng stream.
+        """
+        if jnp.ndim(strokes) != 3 or jnp.shape(strokes)[-1] != 5:
+            raise ValueError(f"SketchRNN expects stroke-5 sketches of shape (B, Nmax, 5); got {jnp.shape(strokes)}")
         strokes = strokes.astype(jnp.float32)
         batch = strokes.shape[0]
         if self.conditional:

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxclf.models import recurrent
-from jaxclf.models.layers import lookup
+from jaxclf.models.layers import check_output, classify, lookup
 
 PAD_ID = 0  # jaxclf.data.text.PAD_ID (the models do not import the data package)
 
@@ -42,14 +42,39 @@ def text_lengths(tokens, lengths=None, mask=None):
     return resolved
 
 
+def check_tokens(module: nn.Module, tokens) -> None:
+    """Refuses anything but integer token ids (B, T), naming the model."""
+    if jnp.ndim(tokens) != 2 or not jnp.issubdtype(jnp.result_type(tokens), jnp.integer):
+        raise TypeError(f"{type(module).__name__} expects integer token ids of shape (B, T); got a "
+                        f"{jnp.result_type(tokens)} array of shape {tuple(jnp.shape(tokens))}")
+
+
 def _embed(module: nn.Module, tokens, dim: int):
-    return nn.Embed(module.vocab_size, dim, dtype=jnp.dtype(module.dtype), name="embed")(tokens)
+    return nn.Embed(module.vocab_size, dim, dtype=jnp.dtype(module.dtype), param_dtype=module.param_dtype,
+                    name="embed")(tokens)
 
 
+_TOKEN_ARGS = """
+          tokens: (B, T) int token ids, 0 for padding.
+          lengths: (B,) int valid tokens of each text, in [0, T]; default: the count of
+            non-padding ids (at least 1).
+          mask: (B, T) prefix mask, instead of ``lengths``.
+          train: True applies dropout (rng 'dropout'). Required: a forgotten flag must not
+            silently train in evaluation mode."""
+
+
+@recurrent.with_recurrent_attributes
 class TextRNN(nn.Module):
     """Embed, then ``recurrent.RNNClassifier`` (encode, pool over valid steps, classify).
 
     ``dropout_rate`` applies to the embeddings, between stacked layers and before the head.
+
+    Attributes:
+      num_classes: outputs of the head 'classifier/head'; 0 builds no head (the model returns
+        the pooled features).
+      vocab_size: token ids in [0, vocab_size).
+      embed_dim: size of the token embeddings.
+      pooling: 'last', 'mean', 'max' or 'attention' over the valid steps.
     """
 
     num_classes: int = 2
@@ -63,17 +88,34 @@ class TextRNN(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool = True
     unroll: int = 1
+    remat: bool = False
     dtype: Any = "float32"
+    param_dtype: Any = "float32"
+    cell_options: Any = None
 
     @nn.compact
-    def __call__(self, tokens, *, lengths=None, mask=None, train: bool = False):
+    def __call__(self, tokens, *, lengths=None, mask=None, train: bool, output: str = "logits"):
         lookup(_POOLS, "pooling", self.pooling)
+        check_tokens(self, tokens)
         lengths = text_lengths(tokens, lengths, mask)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(_embed(self, tokens, self.embed_dim))
-        return recurrent.RNNClassifier(
+        embedded = _embed(self, tokens, self.embed_dim).astype(jnp.float32)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedded)
+        out = recurrent.RNNClassifier(
             self.num_classes, self.cell, self.hidden, self.num_layers, self.bidirectional, self.pooling,
-            self.dropout_rate, self.hoist, self.unroll, self.dtype, name="classifier",
-        )(x, lengths=lengths, train=train)
+            self.dropout_rate, self.hoist, self.unroll, self.remat, self.dtype, self.param_dtype,
+            self.cell_options, name="classifier",
+        )(x, lengths=lengths, train=train, output=output)
+        return {"embed": embedded, **out} if output == "stages" else out
+
+    __call__.__doc__ = """Classifies a batch of texts.
+
+        Args:""" + _TOKEN_ARGS + """
+          output: 'logits' (B, num_classes) float32; 'features': the pooled features the
+            head reads; 'stages': a dict of the embeddings ('embed') and every recurrent
+            layer's outputs ('layer_0', ...).
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
 
 
 class WideConv(nn.Module):
@@ -88,12 +130,13 @@ class WideConv(nn.Module):
     features: int
     width: int
     dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         w = self.width
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (w, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (w, x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         padded = jnp.pad(x, ((0, 0), (w - 1, w - 1), (0, 0)))
         steps = x.shape[1] + w - 1
         windows = jnp.stack([padded[:, k : k + steps] for k in range(w)], axis=2)  # (B, T+w-1, w, E)
@@ -102,7 +145,19 @@ class WideConv(nn.Module):
 
 
 class TextCNN(nn.Module):
-    """Kim 2014: wide convolutions of several widths, max over valid time, dropout, head."""
+    """Kim 2014: wide convolutions of several widths, max over valid time, dropout, head.
+
+    Attributes:
+      num_classes: outputs of the dense head; 0 builds no head (the model returns the
+        max-pooled features).
+      vocab_size: token ids in [0, vocab_size).
+      embed_dim: size of the token embeddings.
+      widths: the convolutions' widths (one convolution each).
+      features: feature maps of each convolution.
+      dropout_rate: dropout before the head (rng 'dropout' in training).
+      dtype: compute dtype of the embeddings, convolutions and head; the logits are float32.
+      param_dtype: dtype of the parameters.
+    """
 
     num_classes: int = 2
     vocab_size: int = 20_000
@@ -111,21 +166,37 @@ class TextCNN(nn.Module):
     features: int = 100
     dropout_rate: float = 0.5
     dtype: Any = "float32"
+    param_dtype: Any = "float32"
 
     @nn.compact
-    def __call__(self, tokens, *, lengths=None, mask=None, train: bool = False):
+    def __call__(self, tokens, *, lengths=None, mask=None, train: bool, output: str = "logits"):
+        check_tokens(self, tokens)
+        check_output(self, output)
         dtype = jnp.dtype(self.dtype)
-        lengths = text_lengths(tokens, lengths, mask)
+        lengths = recurrent.checked_lengths(self, text_lengths(tokens, lengths, mask), tokens.shape[0], tokens.shape[1])
         steps = tokens.shape[1]
         # Zero embeddings at padding are exactly the convolution's own zero padding.
         x = _embed(self, tokens, self.embed_dim) * recurrent.sequence_mask(lengths, steps)[..., None].astype(dtype)
-        pooled = []
+        pooled, stages = [], {"embed": x}
         for w in self.widths:
-            y = nn.relu(WideConv(self.features, w, dtype, name=f"conv_{w}")(x))  # y[j]: tokens j-w+1..j
+            y = nn.relu(WideConv(self.features, w, dtype, self.param_dtype, name=f"conv_{w}")(x))  # y[j]: tokens j-w+1..j
+            stages[f"conv_{w}"] = y
             touches_text = recurrent.sequence_mask(lengths + w - 1, steps + w - 1)[..., None]
             pooled.append(jnp.max(jnp.where(touches_text, y, -jnp.inf), axis=1))
-        z = nn.Dropout(self.dropout_rate, deterministic=not train)(jnp.concatenate(pooled, -1))
-        return nn.Dense(self.num_classes, dtype=dtype, name="head")(z).astype(jnp.float32)
+        z = jnp.concatenate(pooled, -1)
+        if output == "logits" and self.num_classes:
+            z = nn.Dropout(self.dropout_rate, deterministic=not train)(z)
+        return classify(self, z, output, stages=stages)
+
+    __call__.__doc__ = """Classifies a batch of texts.
+
+        Args:""" + _TOKEN_ARGS + """
+          output: 'logits' (B, num_classes) float32; 'features': the max-pooled features
+            (before the dropout) the dense layer 'head' reads; 'stages': a dict of the
+            embeddings ('embed') and each convolution's outputs ('conv_3', ...).
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
 
 
 MODELS = {"text_rnn": TextRNN, "text_cnn": TextCNN}

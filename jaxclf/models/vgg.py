@@ -10,43 +10,79 @@ classes match torchvision exactly, e.g. vgg16 138,357,544 and vgg16_bn 138,365,9
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import ConvNormAct, adaptive_avg_pool, classifier_mlp, compute_dtype, pool
+from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, compute_dtype,
+                                  head_pool_size, maybe_remat, pool)
 
 # Convs per stage for the paper's configurations A (vgg11), B (13), D (16), E (19).
 STAGE_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 
 
 class VGG(nn.Module):
-    """A VGG network: stage i has ``stage_depths[i]`` 3x3 convs of ``widths[i]`` channels."""
+    """A VGG network: stage i has ``stage_depths[i]`` 3x3 convs of ``widths[i]`` channels.
+
+    Attributes:
+      num_classes: outputs of the dense head; 0 builds no head (the model returns the features).
+      stage_depths: 3x3 convs in each of the stages, each stage ending in a 2x2 max pool.
+      widths: channels of each stage.
+      hidden: widths of the hidden dense layers before the head (() for none).
+      pool_size: side of the adaptive average pool before the classifier; None: 7 (torchvision)
+        unless the last map is smaller (a 32x32 input's 1x1 map is then read as it is rather
+        than replicated to 7x7, which made vgg11 128.8M parameters at 32x32 instead of 28.1M).
+      norm: 'none' (the paper) or 'batch' (the _bn variants).
+      dropout_rate: dropout after each hidden dense layer (rng 'dropout' in training).
+      remat: rematerialise each conv layer (recompute its activations in the backward pass).
+      dtype: compute dtype, e.g. 'bfloat16'; the logits are float32 whatever it is.
+      param_dtype: dtype of the parameters.
+    """
 
     num_classes: int = 1000
     stage_depths: Sequence[int] = STAGE_DEPTHS[16]
     widths: Sequence[int] = (64, 128, 256, 512, 512)
     hidden: Sequence[int] = (4096, 4096)
-    pool_size: int = 7
+    pool_size: Optional[int] = None
     norm: str = "none"
     dropout_rate: float = 0.5
+    remat: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool, output: str = "logits"):
+        """Classifies a batch of images.
+
+        Args:
+          x: images (N, H, W, C), cast to ``dtype``.
+          train: True applies dropout (rng 'dropout') and, with ``norm='batch'``, batch
+            statistics (collection 'batch_stats', apply with ``mutable=['batch_stats']``).
+            Required: a forgotten flag must not silently train in evaluation mode.
+          output: 'logits' (N, num_classes) float32; 'features': the last hidden layer's
+            output (the input of the dense layer 'head'); 'stages': a dict of each stage's
+            pooled map ('stage1' .. 'stage5').
+
+        Returns what ``output`` names (the features when ``num_classes`` is 0).
+        """
+        check_images(self, x)
+        conv = maybe_remat(ConvNormAct, self.remat)
         dtype = compute_dtype(self.dtype)
         x = x.astype(dtype)
-        for depth, width in zip(self.stage_depths, self.widths, strict=True):
+        stages, n = {}, 0
+        for i, (depth, width) in enumerate(zip(self.stage_depths, self.widths, strict=True)):
             for _ in range(depth):
-                x = ConvNormAct(width, 3, norm=self.norm, use_bias=True, dtype=dtype,
-                                param_dtype=self.param_dtype)(x, train=train)
+                x = conv(width, 3, norm=self.norm, use_bias=True, dtype=dtype, param_dtype=self.param_dtype,
+                         name=f"ConvNormAct_{n}")(x, train)
+                n += 1
             x = pool(x, "max", 2, 2)
-        x = adaptive_avg_pool(x, (self.pool_size, self.pool_size))
-        return classifier_mlp(x, self.hidden, self.num_classes, dropout_rate=self.dropout_rate,
-                              train=train, dropout_first=False, dtype=dtype,
-                              param_dtype=self.param_dtype)
+            stages[f"stage{i + 1}"] = x
+        side = head_pool_size(x, self.pool_size, 7)
+        x = adaptive_avg_pool(x, (side, side))
+        z = classifier_mlp(x, self.hidden, dropout_rate=self.dropout_rate, train=train, dropout_first=False,
+                           dtype=dtype, param_dtype=self.param_dtype)
+        return classify(self, z, output, stages=stages)
 
 
 MODELS = {

@@ -38,7 +38,8 @@ _BAD_KINDS = {1: "loss", 2: "gradient"}
 def build_model(config, num_classes: int):
     """The configured model; binary tasks get one output logit."""
     outputs = 1 if config.task == "binary" else num_classes
-    return models.create(config.model.name, num_classes=outputs, **config_lib.model_kwargs(config))
+    classes = {"num_classes": outputs} if "num_classes" in models.describe(config.model.name) else {}
+    return models.create(config.model.name, **classes, **config_lib.model_kwargs(config))
 
 
 def _check_batch_sizes(config, num_devices: int) -> None:

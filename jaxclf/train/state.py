@@ -40,14 +40,24 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, example: jax.
 
 def _apply(model, state_vars, params, batch: dict, *, train: bool, key=None):
     """Runs the model on ``batch['inputs']`` (and ``batch['lengths']`` for variable-length
-    sequences); returns (outputs, updated non-param collections)."""
+    sequences); returns (outputs, updated non-param collections).
+
+    In training, a model with auxiliary heads (GoogLeNet's ``aux_logits``) sows their logits
+    as ``intermediates/aux_logits``; the outputs are then ``(logits, aux_logits)``.
+    """
     variables = {"params": params, **state_vars}
-    mutable = list(state_vars) if train and state_vars else False
+    aux = train and getattr(model, "aux_logits", False)
+    mutable = [*state_vars, "intermediates"] if aux else (list(state_vars) if train and state_vars else False)
     kwargs = {"lengths": batch["lengths"]} if "lengths" in batch else {}
     out = model.apply(
         variables, batch["inputs"], train=train, rngs={"dropout": key} if key is not None else None, mutable=mutable, **kwargs
     )
-    return out if mutable else (out, state_vars)
+    if not mutable:
+        return out, state_vars
+    out, new_vars = out
+    new_vars = dict(new_vars)
+    sown = new_vars.pop("intermediates", {})
+    return ((out, tuple(sown.get("aux_logits", ()))) if aux else out), new_vars
 
 
 def per_layer_norms(tree) -> dict[str, jax.Array]:
@@ -73,7 +83,7 @@ def _masked_mean(values, mask):
 def classification_objective(loss_fn: Callable, metrics, aux_weight: float = 0.3) -> Callable:
     """``(outputs, batch, step) -> (loss, metric state)`` for classifiers: the masked mean
     per-example loss, plus ``aux_weight`` times that of each auxiliary head (GoogLeNet's,
-    training only)."""
+    training only: ``outputs`` is then ``(logits, aux_logits)``, see ``_apply``)."""
 
     def objective(outputs, batch, step):
         del step

@@ -19,7 +19,7 @@ from jaxclf import convert, models  # noqa: E402
 
 TOLERANCE = 1e-4
 # (model, input side): small inputs keep the CPU time down; VGG/AlexNet still flatten a
-# non-trivial map because the adaptive pool brings it to 7x7 / 6x6.
+# non-trivial map because the adaptive pool (pool_size 7 / 6) brings it to 7x7 / 6x6.
 CASES = [("resnet18", 96), ("resnet50", 64), ("vgg16_bn", 64), ("alexnet", 96), ("googlenet", 96)]
 
 
@@ -50,7 +50,8 @@ def _inputs(side):
 def test_logits_match(name, side):
     tmodel = _torch_model(name)
     params, stats = convert.from_torchvision(name, _state_dict(tmodel))
-    kwargs = {"aux_logits": True} if name == "googlenet" else {}
+    # torchvision's classifier reads a 7x7 (VGG) / 6x6 (AlexNet) map at every input size.
+    kwargs = {"googlenet": {"aux_logits": True}, "vgg16_bn": {"pool_size": 7}, "alexnet": {"pool_size": 6}}.get(name, {})
     fmodel = models.create(name, num_classes=1000, **kwargs)
     x = _inputs(side)
     with torch.no_grad():
