@@ -62,19 +62,25 @@ def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[str]
     return lines
 
 
-def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
-    """Writes config.json; refuses (listing the differences) if it holds another config."""
+def check_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+    """Refuses (listing the differences) a workdir whose config.json holds another config."""
     config = json.loads(json.dumps(config))  # tuples -> lists, as stored
     target = path / "config.json"
-    if target.exists():
+    if target.exists() and not allow_change:
         from jaxclf.config import base_config
 
         defaults = json.loads(json.dumps(base_config().to_dict()))
         diff = config_diff(json.loads(target.read_text()), config, defaults)
-        if diff and not allow_change:
+        if diff:
             raise ConfigMismatchError(
                 f"workdir {str(path)!r} holds a run with a different config:\n  "
                 + "\n  ".join(diff)
                 + "\nuse another workdir, or allow the change (--allow_config_change) to resume with it"
             )
-    write_json(target, config)
+
+
+def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+    """Writes config.json after :func:`check_config`. The loop calls it once the data are read
+    and the model initialised, so a run that failed before leaves no config.json."""
+    check_config(path, config, allow_change=allow_change)
+    write_json(path / "config.json", json.loads(json.dumps(config)))
