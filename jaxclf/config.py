@@ -8,6 +8,8 @@ computation runs, and says what the valid choices are.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 # generative: the model family defines its loss and the scalars it logs (e.g. Sketch-RNN).
@@ -116,6 +118,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.scan_unroll = 1  # steps unrolled per scan iteration (= K: no loop left; compile time grows)
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
+    # Values that are legal but almost surely a mistake are refused before any compute (a
+    # negative or non-finite learning rate, a batch larger than the train split, one class);
+    # True runs them anyway.
+    c.train.allow_unusual = False
     return c
 
 
@@ -129,6 +135,20 @@ def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def check_unusual(config, num_classes: int, num_train: int) -> None:
+    """Refuses what the data make almost surely a mistake (``train.allow_unusual`` allows it):
+    one class (every metric is trivial), a batch larger than the train split (every batch
+    repeats examples)."""
+    if config.train.allow_unusual:
+        return
+    hint = "; set train.allow_unusual=True to run it anyway"
+    if num_classes < 2 and config.task in ("multiclass", "binary"):
+        raise ValueError(f"dataset {config.dataset.name!r} has {num_classes} class: nothing to classify{hint}")
+    if config.train.batch_size > num_train:
+        raise ValueError(f"train.batch_size={config.train.batch_size} is larger than the train split "
+                         f"({num_train} examples){hint}")
 
 
 def model_kwargs(config) -> dict:
@@ -194,6 +214,10 @@ def validate(config) -> None:
     if split and split not in config.dataset.eval_splits:
         raise ValueError(f"train.threshold_split {split!r} is not one of dataset.eval_splits {tuple(config.dataset.eval_splits)}")
     t = config.train
+    lr = config.optim.lr
+    if not t.allow_unusual and not (math.isfinite(lr) and lr >= 0):
+        what = "negative (gradient ascent)" if lr < 0 else "not finite"
+        raise ValueError(f"optim.lr={lr} is {what}; set train.allow_unusual=True to run it anyway")
     for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "scan_unroll", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:
             raise ValueError(f"train.{key} must be positive, got {t[key]}")

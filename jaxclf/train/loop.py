@@ -168,6 +168,8 @@ def _build(config, mesh) -> _Program:
         _check_labels(ds)
     else:
         ds = data.streaming.load(config.dataset, seed=config.seed)
+    config_lib.check_unusual(config, ds.num_classes, ds.splits[config.dataset.train_split].num_examples if in_memory
+                             else ds.train.num_examples)
     model = build_model(config, ds.num_classes)
     if config.transfer.freeze_batch_stats:
         model = transfer.freeze_batch_norm(model)
