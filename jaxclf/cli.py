@@ -57,6 +57,8 @@ def message(error: BaseException) -> str:
 def config_flag_message(error: BaseException, argv: Sequence[str]) -> str:
     """A config file or ``--config.KEY=V`` override that failed to load, naming the flag."""
     text = message(error)
+    if isinstance(error, OSError) and "Failed loading config file" in str(error):
+        return unreadable_config(error)
     if isinstance(error, AttributeError) and "get_config" in text:
         path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "the config file")
         return f"--config: {path.split(':')[0]} defines no get_config(arg=None) returning a ConfigDict"
@@ -80,9 +82,14 @@ def config_value(holder):
     except OSError as e:  # ml_collections' _ErrorConfig
         if debugging():
             raise
-        attempts = [line.strip() for line in str(e).splitlines() if line.strip()]
-        fail(f"--config: cannot load the config file: {attempts[-1]}")
+        fail(unreadable_config(e))
     return config
+
+
+def unreadable_config(error: OSError) -> str:
+    """ml_collections' multi-line 'Failed loading config file' error, by its last line."""
+    attempts = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"--config: cannot load the config file: {attempts[-1]}"
 
 
 def fail(text: str, code: int = EXIT_ERROR) -> None:
