@@ -112,8 +112,9 @@ def test_signal_mid_training_checkpoints_and_exits_75(tmp_path, tfds_dir, signum
     assert os.listdir(tmp_path / "checkpoints")
 
 
-STEPS = ["--config.train.num_steps=60", "--config.train.log_every=5", "--config.train.checkpoint_every=10",
-         "--config.train.eval_every=20"]
+# Ten steps per call: each fault finds up to ten steps still running.
+STEPS = ["--config.train.num_steps=60", "--config.train.steps_per_call=10", "--config.train.log_every=10",
+         "--config.train.checkpoint_every=20", "--config.train.eval_every=30"]
 
 DATA_ERROR = """
 from jaxclf.train import loop
@@ -121,7 +122,7 @@ one_ahead = loop._one_ahead
 def failing(chunks):
     def chunks_then_error():
         for i, chunk in enumerate(chunks):
-            if i == 25:
+            if i == 3:
                 raise RuntimeError("injected: the data pipeline failed")
             yield chunk
     return one_ahead(chunks_then_error())
