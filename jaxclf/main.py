@@ -73,7 +73,7 @@ def main(argv) -> None:
             raise
         cli.fail(cli.message(e))
     logging.info("results: %s", results)
-    print(json.dumps(results, indent=2, sort_keys=True))
+    print(json.dumps(workdir.strict(results), indent=2, sort_keys=True, allow_nan=False))
     print(f"run files in {os.path.abspath(_WORKDIR.value)}")
 
 
