@@ -32,7 +32,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.dataset.download = True
     c.dataset.train_split = "train"
-    c.dataset.eval_splits = ("test",)
+    c.dataset.eval_splits = ("test",)  # evaluated every train.eval_every steps and at the end
+    # Evaluated once, at the end (results.json, report): with eval_splits=('validation',) and
+    # validation_fraction > 0, choices made while training never see the test split.
+    c.dataset.test_splits = ()
+    # > 0: a stratified, seeded 'validation' split carved from train_split before any
+    # preprocessing statistic is measured (jaxclf.data.splits); in-memory datasets only.
+    c.dataset.validation_fraction = 0.0
+    c.dataset.validation_seed = 0
     c.dataset.image_key = "image"
     c.dataset.label_key = "label"
     c.dataset.pad = 0  # zero pixels added on each side (e.g. 2: 28x28 MNIST -> 32x32)
@@ -195,6 +202,10 @@ def validate(config) -> None:
             raise ValueError("dataset.eval_resize applies to streaming only (dataset.in_memory=False)")
     else:
         data.streaming.check_config(config.dataset)
+    if not 0.0 <= config.dataset.validation_fraction < 1.0:
+        raise ValueError(f"dataset.validation_fraction must be in [0, 1), got {config.dataset.validation_fraction}")
+    if config.dataset.validation_fraction and not config.dataset.in_memory:
+        raise ValueError("dataset.validation_fraction carves in-memory datasets only (dataset.in_memory=True)")
     if config.dataset.sequence_view not in ("", "rows"):
         raise ValueError(f"unknown dataset.sequence_view {config.dataset.sequence_view!r}; valid: '', rows")
     if config.dataset.normalize not in data.input_pipeline.NORMALIZATIONS:

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 
 import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
 from jaxclf.data import strokes
+from jaxclf.data.splits import read_with_validation
 
 NORMALIZATIONS = ("standardize", "unit", "none")
 PREPROCESSING_FILE = "preprocessing.json"  # in the workdir: see preprocessing_record
@@ -252,7 +253,7 @@ def load(cfg) -> Dataset:
     """
     check_exists(cfg.name)
     names = tuple(dict.fromkeys((cfg.train_split, *cfg.eval_splits)))
-    raw, num_classes, class_names, kind = _read(cfg, names)
+    raw, num_classes, class_names, kind = read_with_validation(_read, cfg, names)  # + test_splits, carved validation
     for split, arrays in raw.items():
         for key in (cfg.image_key, cfg.label_key):
             if key not in arrays:

@@ -140,7 +140,7 @@ class _Program:
     init: Callable  # () -> (state, train_stats)
     train: Callable  # (state, acc, inputs, num_steps) -> (state, acc); inputs from train_inputs
     train_inputs: Callable  # [(start, stop), ...] -> iterator of each chunk's global inputs
-    evaluate: Callable  # (state) -> {split: metric state}
+    evaluate: Callable  # (state, splits=eval_splits) -> {split: metric state}
     summarize: Callable  # acc -> the window's summary (on the device)
     reset: Callable  # acc -> acc
 
@@ -277,9 +277,9 @@ def _build(config, mesh) -> _Program:
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
 
-    def evaluate(state):
+    def evaluate(state, splits=None):
         out = {}
-        for split in config.dataset.eval_splits:
+        for split in config.dataset.eval_splits if splits is None else splits:
             acc = empty_eval()
             batches = data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size)
             if in_memory:
@@ -500,9 +500,12 @@ def train_and_evaluate(
 
 
 def _finish(workdir, config, program: _Program, state, eval_states) -> dict:
-    """The final evaluation's results, decision threshold and report."""
+    """The final evaluation (the eval splits' last one and the test splits) -> results.json,
+    the decision threshold and the report."""
     if not eval_states:  # a finished run re-run: evaluate its final state again
         eval_states = program.evaluate(state)
+    final = [s for s in config.dataset.test_splits if s not in eval_states]  # evaluated once, now
+    eval_states = {**eval_states, **program.evaluate(state, final)}
     results = program.logged(config, eval_states)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / "results.json", results)
