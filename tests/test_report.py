@@ -119,7 +119,7 @@ def test_undefined_metrics_are_null_in_strict_json_and_explained(smoke_config, t
     stored = _strict_loads((tmp_path / "results.json").read_text())
     assert stored["test"]["roc_auc"] is None and stored["test"]["accuracy"] == 1.0
     lines = [_strict_loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert any(r["split"] == "test" and r["roc_auc"] is None for r in lines)
+    assert any(r["split"] == "validation" and r["roc_auc"] is None for r in lines)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| roc_auc | undefined (null in results.json) |" in text
     assert "`roc_auc` is undefined: needs both positive and negative examples" in text
