@@ -313,7 +313,6 @@ def _one_ahead(chunks: Iterator) -> Iterator:
         chunks.close()
 
 
-
 def _wait_for_devices() -> None:
     """Blocks until every computation producing a live array has finished (donated arrays
     are skipped; a computation's own error is not this call's to raise).
@@ -322,7 +321,8 @@ def _wait_for_devices() -> None:
     interpreter then exits, an XLA:CPU worker thread that reaches a Python callback (the
     oneDNN convolutions are ctypes callbacks) calls PyGILState_Ensure while the interpreter is
     finalizing and is ended there by pthread_exit; XLA's thread pool then waits forever for
-    it when the CPU client is destroyed (a hang), or the unwinding aborts (SIGABRT)."""
+    it when the CPU client is destroyed (a hang; an abort, SIGABRT, when that forced unwinding
+    crosses a frame that may not throw)."""
     for array in jax.live_arrays():
         if not array.is_deleted():
             try:
@@ -409,7 +409,8 @@ def train_and_evaluate(
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
     t = config.train
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
-    pending = writer = bar = inputs = None  # what the ending closes
+    pending = None  # (step, summary on the device) of a log not yet written
+    writer = bar = inputs = None  # what the ending closes
     eval_states = {}
     try:
         state, acc = program.init()
