@@ -21,6 +21,7 @@ when a function is traced, so set it before a program first runs: jit reuses ear
 
 from __future__ import annotations
 
+import atexit
 import ctypes as C
 import functools
 import importlib.metadata
@@ -417,11 +418,26 @@ def _make_handler(p: Primitive) -> _Handler:
     return _Handler(handler)
 
 
+def _finish_dispatched_work() -> None:
+    """At exit, before the interpreter finalizes (atexit): waits for the computations still
+    running. An XLA worker thread that reaches a handler (a ctypes callback: it takes the GIL)
+    once finalization has begun is ended inside PyGILState_Ensure, and XLA's CPU thread pool
+    then waits for it forever when the client is destroyed: the process hangs (issue #23)."""
+    for array in jax.live_arrays():
+        if not array.is_deleted():
+            try:
+                array.block_until_ready()
+            except Exception:  # noqa: BLE001  (a failed computation: not this hook's to report)
+                pass
+
+
 def target(part: str, spec: Spec) -> tuple[str, Primitive]:
     """The FFI target computing ``part`` of ``spec``, registered with XLA on first use."""
     name = f"jaxclf_onednn_{part}_{spec.name}"
     p = primitive(part, spec)
     with _registering:
+        if not _handlers:  # runs before jax's own atexit clean-up (registered earlier)
+            atexit.register(_finish_dispatched_work)
         if name not in _handlers:
             handler = _make_handler(p)
             capsule = C.pythonapi.PyCapsule_New

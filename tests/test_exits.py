@@ -268,3 +268,29 @@ def test_summary_with_an_input_the_model_cannot_take_is_one_line():
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
     assert "model 'lenet5' cannot take one example of shape (28, 28)" in lines[0]
+
+
+LEFT_RUNNING = """
+import jax, jax.numpy as jnp
+from jaxclf import models
+model = models.create("lenet5", num_classes=10)  # oneDNN convolutions on one CPU device
+x = jnp.ones((512, 32, 32, 1))
+params = model.init(jax.random.key(0), x[:1])
+@jax.jit
+def forward(params, x):
+    for _ in range(8):
+        x = x + 1e-3 * model.apply(params, x).mean()
+    return x
+forward(params, x).block_until_ready()
+outputs = [forward(params, x) for _ in range(30)]  # still running when the script ends
+print("exiting", flush=True)
+"""
+
+
+def test_a_script_that_exits_with_convolutions_still_running_ends():
+    """Library use: the oneDNN module's exit hook waits for the dispatched work before the
+    interpreter finalizes (without it this script hung, 2 of 2 tries)."""
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", LEFT_RUNNING], capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0 and "exiting" in out.stdout, out.stderr[-3000:]
+    assert time.monotonic() - start < TIMEOUT
