@@ -17,21 +17,24 @@ VALIDATION = "validation"  # the carved split's name (in dataset.eval_splits, re
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out) example indices, both sorted: ``round(fraction * n_c)`` examples of
-    each class c are held out, chosen by a permutation seeded by ``seed`` and the class; a
-    class keeps at least one example."""
+    """(kept, held out) example indices, both sorted. ``round(fraction * n)`` examples are
+    held out, shared among the classes in proportion to their sizes (largest remainders get
+    the rounding; a class keeps at least one example), each class's chosen by a permutation
+    seeded by ``seed`` and the class."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"dataset.validation_fraction must be in [0, 1), got {fraction}")
     labels = np.asarray(labels)
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        rng = np.random.default_rng([seed, int(c)])
-        take = min(int(round(fraction * len(members))), len(members) - 1)
-        held.append(rng.permutation(members)[:take])
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = fraction * counts
+    take = np.floor(quotas).astype(int)
+    extra = int(round(fraction * labels.size)) - take.sum()
+    for i in np.argsort(-(quotas - take), kind="stable")[:max(extra, 0)]:
+        take[i] += 1
+    take = np.minimum(take, counts - 1)
+    held = [np.random.default_rng([seed, int(c)]).permutation(np.flatnonzero(labels == c))[:k]
+            for c, k in zip(classes, take)]
     held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
-    kept = np.setdiff1d(np.arange(len(labels)), held_out)
-    return kept, held_out
+    return np.setdiff1d(np.arange(labels.size), held_out), held_out
 
 
 def _take(values, indices: np.ndarray):
