@@ -94,4 +94,3 @@ def _smoke(c):
     c.dataset.data_dir = str(write_synthetic_folder(os.path.join(tempfile.gettempdir(), "jaxclf_not_hotdog_smoke")))
     c.dataset.split_ratio = 0.75
     recipes.smoke(c)
-    c.train.allow_unusual = True  # 12 train images: fewer than a batch
