@@ -2,8 +2,10 @@
 
     python -m jaxclf.main --config=configs/lenet5_digits.py --workdir=runs/lenet5_digits
 
-Reaches about 99% test accuracy on the fixed 450-image test split in about 1,000 Adam steps
-(see README). ``--config=configs/lenet5_digits.py:smoke`` runs a few steps for tests.
+Trains on 90% of the 1,347-image train split; the other 10% (stratified, seeded) is the
+validation split evaluated every 250 steps; the fixed 450-image test split is evaluated once, at
+the end. Reaches 98.4% test accuracy (validation 99.3%) in 1,000 Adam steps (see README).
+``--config=configs/lenet5_digits.py:smoke`` runs a few steps for tests.
 """
 
 from jaxclf import recipes
@@ -15,6 +17,9 @@ def get_config(arg=None):
     c.model.name = "lenet5"
     c.dataset.name = "digits"
     c.dataset.resize = (32, 32)
+    c.dataset.validation_fraction = 0.1
+    c.dataset.eval_splits = ("validation",)
+    c.dataset.test_splits = ("test",)
     c.metrics = ("accuracy",)
     c.optim.name = "adam"
     c.optim.lr = 2e-3

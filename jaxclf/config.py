@@ -8,6 +8,8 @@ computation runs, and says what the valid choices are.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 # generative: the model family defines its loss and the scalars it logs (e.g. Sketch-RNN).
@@ -30,7 +32,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.dataset.download = True
     c.dataset.train_split = "train"
-    c.dataset.eval_splits = ("test",)
+    c.dataset.eval_splits = ("test",)  # evaluated every train.eval_every steps and at the end
+    # Evaluated once, at the end (results.json, report): with eval_splits=('validation',) and
+    # validation_fraction > 0, choices made while training never see the test split.
+    c.dataset.test_splits = ()
+    # > 0: a stratified, seeded 'validation' split carved from train_split before any
+    # preprocessing statistic is measured (jaxclf.data.splits); in-memory datasets only.
+    c.dataset.validation_fraction = 0.0
+    c.dataset.validation_seed = 0
     c.dataset.image_key = "image"
     c.dataset.label_key = "label"
     c.dataset.pad = 0  # zero pixels added on each side (e.g. 2: 28x28 MNIST -> 32x32)
@@ -117,6 +126,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.scan_unroll = 1  # steps unrolled per scan iteration (= K: no loop left; compile time grows)
     c.train.skip_nonfinite = False  # skip (and count) updates with a non-finite loss/gradient
     c.train.progress = True  # progress bar on the terminal
+    # Values that are legal but almost surely a mistake are refused before any compute (a
+    # negative or non-finite learning rate, a batch larger than the train split, one class);
+    # True runs them anyway.
+    c.train.allow_unusual = False
     return c
 
 
@@ -130,6 +143,20 @@ def load(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def check_unusual(config, num_classes: int, num_train: int) -> None:
+    """Refuses what the data make almost surely a mistake (``train.allow_unusual`` allows it):
+    one class (every metric is trivial), a batch larger than the train split (every batch
+    repeats examples)."""
+    if config.train.allow_unusual:
+        return
+    hint = "; set train.allow_unusual=True to run it anyway"
+    if num_classes < 2 and config.task in ("multiclass", "binary"):
+        raise ValueError(f"dataset {config.dataset.name!r} has {num_classes} class: nothing to classify{hint}")
+    if config.train.batch_size > num_train:
+        raise ValueError(f"train.batch_size={config.train.batch_size} is larger than the train split "
+                         f"({num_train} examples){hint}")
 
 
 def model_kwargs(config) -> dict:
@@ -177,6 +204,10 @@ def validate(config) -> None:
             raise ValueError("dataset.eval_resize applies to streaming only (dataset.in_memory=False)")
     else:
         data.streaming.check_config(config.dataset)
+    if not 0.0 <= config.dataset.validation_fraction < 1.0:
+        raise ValueError(f"dataset.validation_fraction must be in [0, 1), got {config.dataset.validation_fraction}")
+    if config.dataset.validation_fraction and not config.dataset.in_memory:
+        raise ValueError("dataset.validation_fraction carves in-memory datasets only (dataset.in_memory=True)")
     if config.dataset.sequence_view not in ("", "rows"):
         raise ValueError(f"unknown dataset.sequence_view {config.dataset.sequence_view!r}; valid: '', rows")
     if config.dataset.normalize not in data.input_pipeline.NORMALIZATIONS:
@@ -196,6 +227,10 @@ def validate(config) -> None:
     if split and split not in config.dataset.eval_splits:
         raise ValueError(f"train.threshold_split {split!r} is not one of dataset.eval_splits {tuple(config.dataset.eval_splits)}")
     t = config.train
+    lr = config.optim.lr
+    if not t.allow_unusual and not (math.isfinite(lr) and lr >= 0):
+        what = "negative (gradient ascent)" if lr < 0 else "not finite"
+        raise ValueError(f"optim.lr={lr} is {what}; set train.allow_unusual=True to run it anyway")
     for key in ("batch_size", "eval_batch_size", "num_steps", "steps_per_call", "scan_unroll", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] <= 0:
             raise ValueError(f"train.{key} must be positive, got {t[key]}")

@@ -15,10 +15,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import json
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxclf import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (get_config).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
@@ -57,7 +58,7 @@ def main(argv) -> None:
 
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)
-    config = _CONFIG.value
+    config = cli.config_value(_CONFIG)
     config_lib.validate(config)  # before any compute or distributed set-up
     _initialize_distributed()
     try:
@@ -68,15 +69,15 @@ def main(argv) -> None:
             fresh_if_unreadable=_FRESH_IF_UNREADABLE.value,
         )
     except preemption.Preempted as e:
-        logging.error("%s", e)
-        sys.exit(EXIT_PREEMPTED)
-    except (workdir.WorkdirError, checkpoint.NoValidCheckpointError, FloatingPointError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+        cli.fail(str(e), EXIT_PREEMPTED)
+    except (workdir.WorkdirError, checkpoint.NoValidCheckpointError) as e:
+        if cli.debugging():
+            raise
+        cli.fail(cli.message(e))
     logging.info("results: %s", results)
-    print(json.dumps(results, indent=2, sort_keys=True))
+    print(json.dumps(workdir.strict(results), indent=2, sort_keys=True, allow_nan=False))
     print(f"run files in {os.path.abspath(_WORKDIR.value)}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(cli.guarded(main), flags_parser=cli.parse_flags)

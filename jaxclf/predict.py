@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxclf import cli
 from jaxclf.data.image_folder import BadImageError, decode_image
 from jaxclf.data.input_pipeline import PREPROCESSING_FILE, preprocessing_record
 
@@ -49,7 +50,8 @@ def read_config(workdir: Path):
 
     path = workdir / "config.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {workdir} a jaxclf run directory?")
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a jaxclf run directory, or its run "
+                                "stopped before it was built (train it with python -m jaxclf.main)")
     return ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
 
 
@@ -148,7 +150,12 @@ def load(workdir: str | Path) -> Predictor:
     from jaxclf.train import build_model
 
     workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"run directory {str(workdir)!r} does not exist")
     config = read_config(workdir)
+    if not any((workdir / "checkpoints").glob("[0-9]*")):
+        raise FileNotFoundError(f"{workdir} holds no trained model yet: no checkpoint in {workdir / 'checkpoints'} "
+                                "(train it first with python -m jaxclf.main, or let a running run save a step)")
     prep = _read_preprocessing(workdir, config)
     params, model_state = transfer.load_params(workdir)
     num_classes = len(prep["class_names"]) or _infer_num_classes(params, config)
@@ -187,7 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("files", nargs="+", help="image files (UTF-8 text files for a text run)")
     args = parser.parse_args(argv)
-    predictor = load(args.workdir)
+    try:
+        predictor = load(args.workdir)
+    except (FileNotFoundError, ValueError) as e:
+        if cli.debugging(argv):
+            raise
+        print(f"error: {cli.message(e)}", file=sys.stderr)
+        return cli.EXIT_ERROR
     failed = False
     for result in predictor.predict(args.files):
         failed |= "error" in result

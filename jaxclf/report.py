@@ -170,15 +170,18 @@ def plot_reliability(state: dict, path: Path, title: str) -> None:
     centres = (edges[:-1] + edges[1:]) / 2
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     valid = counts > 0
-    ax.bar(centres[valid], np.asarray(r["mean_outcome"])[valid], width=np.diff(edges)[valid], edgecolor="k", alpha=0.7, label="observed frequency")
+    ax.bar(centres[valid], np.asarray(r["mean_outcome"])[valid], width=np.diff(edges)[valid], edgecolor="k", alpha=0.7,
+           label="fraction correct in each confidence bin")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    ax.plot(np.asarray(r["mean_confidence"])[valid], np.asarray(r["mean_outcome"])[valid], "o-", color="C3", ms=3, label="mean confidence")
+    ax.plot(np.asarray(r["mean_confidence"])[valid], np.asarray(r["mean_outcome"])[valid], "o-", color="C3", ms=3,
+            label="fraction correct at the bin's mean confidence")
     ax.set_ylabel("fraction correct / positive")
     ax.set_title(f"{title}: reliability (ECE {float(r['ece']):.3f})")
     ax.legend(fontsize=8)
-    ax_n.bar(centres, counts, width=np.diff(edges), color="grey")
-    ax_n.set_xlabel("predicted probability")
-    ax_n.set_ylabel("examples")
+    ax_n.bar(centres[valid], counts[valid], width=np.diff(edges)[valid], color="grey")
+    ax_n.set_yscale("log")  # most examples sit in the top bin: a linear scale hides the others
+    ax_n.set_xlabel("confidence (predicted probability of the predicted class / of the positive class)")
+    ax_n.set_ylabel("examples (log)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -191,12 +194,12 @@ def plot_training(records: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for split in dict.fromkeys(r["split"] for r in records):
-            points = [(r["step"], r[key]) for r in records if r["split"] == split and key in r]
+            points = [(r["step"], r[key]) for r in records if r["split"] == split and r.get(key) is not None]
             if points:
                 ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=split)
         ax.set_xlabel("step")
         ax.set_title(key)
-        if key == "loss":
+        if key == "loss" and all(r.get("loss") is None or r["loss"] > 0 for r in records):
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -207,7 +210,33 @@ def plot_training(records: list[dict], path: Path) -> None:
 # ---- the report ----
 
 def _format(value: float) -> str:
+    if not np.isfinite(value):
+        return "undefined (null in results.json)"
     return f"{value:.0f}" if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
+
+
+# Why a metric can be undefined on a split (a 0/0 its definition leaves open).
+UNDEFINED_BECAUSE = {
+    "roc_auc": "needs both positive and negative examples of every class; some class has only one kind here",
+    "average_precision": "needs positive examples of every class; some class has none here",
+    "precision": "no example was predicted as some class (0/0)",
+    "recall": "some class has no examples here (0/0)",
+    "f1": "precision or recall is 0/0 for some class",
+    "mcc": "a row or column of the confusion matrix is empty (0/0)",
+    "best_f1_threshold": "no threshold gives a defined F1",
+    "best_youden_threshold": "needs both positive and negative examples",
+}
+
+
+def _undefined_note(values: dict) -> list[str]:
+    """One line per undefined metric, saying why."""
+    out = []
+    for k, v in values.items():
+        if not np.isfinite(v):
+            reason = next((r for name, r in UNDEFINED_BECAUSE.items() if k.startswith(name) or k.endswith(name)),
+                          "its definition divides by zero on this split")
+            out.append(f"- `{k}` is undefined: {reason}.")
+    return out + [""] if out else []
 
 
 def write(workdir: str | os.PathLike) -> Path:
@@ -223,6 +252,7 @@ def write(workdir: str | os.PathLike) -> Path:
         lines += [f"## {split}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_format(v)} |" for k, v in values.items()]
         lines.append("")
+        lines += _undefined_note(values)
         if "confusion" in state and state["confusion"].ndim == 2:
             plot_confusion(np.asarray(state["confusion"]), names, report_dir / f"confusion_{split}.png", split)
             lines.append(f"![confusion matrix]({f'confusion_{split}.png'})")

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf import models
+from jaxclf import cli, models
 
 
 def count_params(variables: Any) -> int:
@@ -112,6 +112,22 @@ def summarize(name: str, input_hwc=(224, 224, 3), num_classes: int = 1000, batch
     return {"params": params, "flops": flops, "xla_macs": flops / 2, "layer_macs": macs}
 
 
+def _usage_error(text: str) -> None:
+    print(f"error: {text}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _check_input(name: str, input_hwc, num_classes: int, kwargs: dict) -> None:
+    """Raises ValueError when the model cannot take ``input_hwc`` (shape inference only)."""
+    model = models.create(name, num_classes=num_classes, **kwargs)
+    try:
+        abstract_variables(model, (1, *input_hwc))
+    except Exception as e:  # noqa: BLE001  (flax and lax raise many types for shape errors)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"model {name!r} cannot take one example of shape {tuple(input_hwc)} "
+                         f"({type(e).__name__}: {first}); give --input=H,W,C with the channels, e.g. 32,32,1") from e
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m jaxclf.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help=f"one of: {', '.join(models.names())}")
@@ -122,7 +138,20 @@ def main(argv=None) -> None:
     parser.add_argument("--no_table", action="store_true", help="only the totals")
     parser.add_argument("--kw", action="append", default=[], help="model kwarg, e.g. --kw=aux_logits=true")
     args = parser.parse_args(argv)
-    input_hwc = tuple(int(v) for v in args.input.split(","))
+    try:
+        input_hwc = tuple(int(v) for v in args.input.split(","))
+    except ValueError:
+        _usage_error(f"--input={args.input}: expected H,W,C (or a length for sequences), e.g. 224,224,3")
+    if args.model not in models.names():
+        _usage_error(f"unknown model {args.model!r}; valid models: {', '.join(models.names())}")
+    if any(v <= 0 for v in input_hwc) or args.batch <= 0 or args.num_classes <= 0:
+        _usage_error("--input sizes, --batch and --num_classes must be positive")
+    try:
+        _check_input(args.model, input_hwc, args.num_classes, _parse_kwargs(args.kw))
+    except ValueError as e:
+        if cli.debugging(argv):
+            raise
+        _usage_error(cli.message(e))
     summarize(args.model, input_hwc, args.num_classes, args.batch, args.depth, not args.no_table,
               **_parse_kwargs(args.kw))
 

@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from jaxclf import cli as cli_lib
+
 Point = dict[str, Any]
 
 
@@ -260,14 +262,18 @@ def run_processes(commands: Mapping[str, tuple[list[str], Path]], parallel: int,
 # --- summary ------------------------------------------------------------------------------
 
 
-def collect(root: Path, sweep: Sweep) -> list[dict]:
-    """One row per point: swept values + ``split/metric`` results (None if missing)."""
-    rows = []
+def collect(root: Path, sweep: Sweep, failed: Mapping[str, int] | None = None) -> list[dict]:
+    """One row per point: name, status, swept values + ``split/metric`` results (None if
+    missing). Status: 'finished' (results.json exists), 'failed (exit N)' for the ``failed``
+    points' exit codes, else 'no results'."""
+    rows, failed = [], failed or {}
     for point in sweep.points:
-        path = root / point_name(point) / "results.json"
+        name = point_name(point)
+        path = root / name / "results.json"
         results = json.loads(path.read_text()) if path.exists() else {}
         flat = {f"{split}/{m}": v for split, ms in results.items() for m, v in ms.items()}
-        rows.append({"name": point_name(point), **point, **flat})
+        status = "finished" if path.exists() else (f"failed (exit {failed[name]})" if name in failed else "no results")
+        rows.append({"name": name, "status": status, **point, **flat})
     return rows
 
 
@@ -333,14 +339,18 @@ def plot(root: Path, rows: list[dict], keys: Sequence[str], metric: str) -> list
     return paths
 
 
-def summarize(root: Path, sweep: Sweep, metric: str = "test/accuracy", mode: str = "max") -> list[dict]:
-    """Writes summary.csv, summary.md and the plots; returns the rows, best first."""
+def summarize(root: Path, sweep: Sweep, metric: str = "test/accuracy", mode: str = "max",
+              failed: Mapping[str, int] | None = None) -> list[dict]:
+    """Writes summary.csv, summary.md and the plots; returns the rows, best first. Points
+    without results are named under the table (with their exit codes from ``failed``)."""
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    rows = ranked(collect(root, sweep), metric, mode)
+    rows = ranked(collect(root, sweep, failed), metric, mode)
     write_csv(root / "summary.csv", rows)
     title = f"# Sweep: {len(rows)} points, best {metric} ({mode}) first\n\n"
-    (root / "summary.md").write_text(title + markdown(rows))
+    missing = [f"- {r['name']}: {r['status']} (see {r['name']}/sweep_stderr.txt)" for r in rows if r["status"] != "finished"]
+    notes = f"\n{len(missing)} point(s) without results:\n" + "\n".join(missing) + "\n" if missing else ""
+    (root / "summary.md").write_text(title + markdown(rows) + notes)
     plot(root, rows, sweep.keys, metric)
     return rows
 
@@ -383,7 +393,7 @@ def run(config, config_arg: str, root: Path, sweep: Sweep, overrides: Sequence[s
         failed = {name: code for name, code in codes.items() if code != 0}
     for name, code in failed.items():
         log(f"[sweep] point {name} failed (exit {code}); stderr tail:\n{tail(root / name / 'sweep_stderr.txt')}")
-    rows = summarize(root, sweep, metric, mode)
+    rows = summarize(root, sweep, metric, mode, failed)
     log((root / "summary.md").read_text())
     if rows and metric not in rows[0]:
         log(f"[sweep] no point has {metric!r}; columns: {', '.join(_columns(rows))}")
@@ -416,7 +426,7 @@ def main(argv) -> None:
     cpu.configure_process()  # before JAX starts its threads (the vmapped sweep trains in this process)
     from jaxclf import config as config_lib
 
-    config = _FLAGS["config"].value
+    config = cli_lib.config_value(_FLAGS["config"])
     config_lib.validate(config)
     config_arg = raw_config_arg(sys.argv)
     path, _, arg = config_arg.partition(":")
@@ -427,7 +437,9 @@ def main(argv) -> None:
 
             vmap_sweep.check_vmappable(sweep.keys)
     except (KeyError, TypeError, ValueError) as e:
-        sys.exit(f"error: {e.args[0] if isinstance(e, KeyError) else e}")
+        if cli_lib.debugging():
+            raise
+        cli_lib.fail(cli_lib.message(e))
     root = Path(_FLAGS["workdir"].value).absolute()
     if _FLAGS["summary_only"].value:
         summarize(root, sweep, _FLAGS["metric"].value, _FLAGS["mode"].value)
@@ -461,7 +473,7 @@ def cli() -> None:
     _FLAGS = _define_flags()
     flags.mark_flags_as_required(["config", "workdir"])
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stops the points too
-    app.run(main)
+    app.run(cli_lib.guarded(main), flags_parser=cli_lib.parse_flags)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def test_imagenet_smoke_variant_streams_mock_data(tmp_path, tfds_dir):
     c = config_lib.load(os.path.join(REPO, "configs", "alexnet_imagenet2012.py"), "smoke")
     c.dataset.data_dir = tfds_dir
     c.train.progress = False
+    c.train.allow_unusual = True  # 16 mock examples: fewer than a batch
     with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     assert set(results["validation"]) == {"accuracy", "top5_accuracy", "loss"}
@@ -102,6 +103,7 @@ def test_smoke_variant_trains(name, tmp_path, tfds_dir):
     if c.dataset.name != "image_folder":  # its smoke variant generates its own folder
         c.dataset.data_dir = tfds_dir
     c.train.progress = False
+    c.train.allow_unusual = True  # mock data (16 examples) can hold fewer examples than a batch
     if c.dataset.name in builders.BUILDERS:
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     else:

@@ -18,7 +18,8 @@ from jaxclf.data.builders import digits
 def test_digits_builder_matches_sklearn(smoke_config):
     ds = data.load(smoke_config.dataset)
     assert ds.num_classes == 10
-    assert {k: v.num_examples for k, v in ds.splits.items()} == {"train": 1347, "test": 450}
+    # the smoke config holds 10% of train out as its validation split (jaxclf.data.splits)
+    assert {k: v.num_examples for k, v in ds.splits.items()} == {"train": 1212, "validation": 135, "test": 450}
     assert ds.input_shape == (32, 32, 1)
     expected = load_digits().target[digits.split_indices()["test"]]
     assert sorted(ds.splits["test"].labels.tolist()) == sorted(expected.tolist())
@@ -43,7 +44,7 @@ def test_catalog_dataset_through_same_path(smoke_config):
         ds = data.load(cfg)
     assert ds.num_classes == 10
     assert ds.input_shape == (32, 32, 1)
-    assert ds.splits["train"].num_examples == 24
+    assert ds.splits["train"].num_examples + ds.splits["validation"].num_examples == 24
 
 
 def test_digits_pixels_are_sklearns(smoke_config):

@@ -97,3 +97,35 @@ def test_unknown_threshold_rule_lists_choices():
     c.train.threshold_rule = "best_acc"
     with pytest.raises(ValueError, match="best_youden"):
         config_lib.validate(c)
+
+
+def _strict_loads(text):
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_undefined_metrics_are_null_in_strict_json_and_explained(smoke_config, tmp_path):
+    """One class (allowed explicitly): ROC AUC is 0/0. results.json and metrics.jsonl stay
+    strict JSON (null, not NaN), and the report says why the metric is undefined."""
+    c = smoke_config
+    c.dataset.keep_classes = (3,)
+    c.train.allow_unusual = True
+    c.metrics = ("accuracy", "roc_auc")
+    c.eval.report = True
+    results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
+    assert np.isnan(results["test"]["roc_auc"]) and results["test"]["accuracy"] == 1.0
+    stored = _strict_loads((tmp_path / "results.json").read_text())
+    assert stored["test"]["roc_auc"] is None and stored["test"]["accuracy"] == 1.0
+    lines = [_strict_loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["split"] == "validation" and r["roc_auc"] is None for r in lines)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| roc_auc | undefined (null in results.json) |" in text
+    assert "`roc_auc` is undefined: needs both positive and negative examples" in text
+
+
+def test_strict_json_values():
+    from jaxclf.train.workdir import strict
+
+    assert strict({"a": (1.0, float("nan")), "b": {"c": float("-inf"), "d": "x"}}) == {"a": [1.0, None], "b": {"c": None, "d": "x"}}

@@ -116,6 +116,10 @@ def test_failed_point_is_reported_and_others_summarized(clean, tmp_path, tfds_di
     table = {r["name"]: r for r in rows(root)}
     assert float(table["optim.lr=0.01,seed=0"]["test/accuracy"]) > 0
     assert table["optim.lr=1e+30,seed=0"]["test/accuracy"] == ""
+    assert table["optim.lr=0.01,seed=0"]["status"] == "finished"
+    assert table["optim.lr=1e+30,seed=0"]["status"] == "failed (exit 1)"  # ended, with its exit code
+    assert "- optim.lr=1e+30,seed=0: failed (exit 1)" in (root / "summary.md").read_text()
+    assert "1 point(s) failed" in out.stderr
 
 
 def test_vmapped_sweep_equals_one_by_one(clean, tmp_path, smoke_config):

@@ -255,6 +255,7 @@ def test_text_smoke_config_trains_on_mock_data(name, variant, eval_split, tmp_pa
     from jaxclf.train import train_and_evaluate
 
     c = _config(name, variant, tfds_dir)
+    c.train.allow_unusual = True  # 20 mock examples: fewer than a batch
     with tfds.testing.mock_data(num_examples=20):
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     assert set(results) == {eval_split}

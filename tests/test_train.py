@@ -36,10 +36,11 @@ def test_run_writes_every_workdir_file(smoke_config, tmp_path):
     assert set(os.listdir(tmp_path)) >= {"config.json", "metrics.jsonl", "results.json", "checkpoints", "tensorboard", "report"}
     assert (tmp_path / "report" / "report.md").exists()
     assert json.loads(read(tmp_path, "results.json")) == results
-    assert set(results["test"]) == {"accuracy", "loss"}
+    assert set(results) == {"validation", "test"}  # evaluated while training / once at the end
+    assert set(results["test"]) == set(results["validation"]) == {"accuracy", "loss"}
     assert json.loads(read(tmp_path, "config.json"))["model"]["name"] == "lenet5"
     records = [json.loads(line) for line in read(tmp_path, "metrics.jsonl").splitlines()]
-    assert [(r["step"], r["split"]) for r in records] == [(3, "train"), (3, "test"), (6, "train"), (6, "test")]
+    assert [(r["step"], r["split"]) for r in records] == [(3, "train"), (3, "validation"), (6, "train"), (6, "validation")]
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [3, 6]
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard" / "train"))
 
@@ -80,7 +81,7 @@ def test_resume_drops_what_was_logged_after_the_restored_step(smoke_config, tmp_
     train_and_evaluate(smoke_config, parts, devices=one_device())
     assert read(whole, "metrics.jsonl") == read(parts, "metrics.jsonl")
     assert tensorboard_scalars(parts) == tensorboard_scalars(whole)
-    assert {s[:3] for s in tensorboard_scalars(whole)} >= {("train", 6, "loss"), ("test", 6, "accuracy")}
+    assert {s[:3] for s in tensorboard_scalars(whole)} >= {("train", 6, "loss"), ("validation", 6, "accuracy")}
 
 
 def test_truncating_events_keeps_complete_records_up_to_the_step(tmp_path):
@@ -232,8 +233,8 @@ def test_a_log_is_written_after_the_next_chunk_is_dispatched(smoke_config, tmp_p
     monkeypatch.setattr(writers.MetricWriter, "write", recording_write)
     smoke_config.train.log_every = 1
     train_and_evaluate(smoke_config, tmp_path, devices=one_device())
-    assert events == [("train", 1), ("train", 2), ("train", 1), ("train", 3), ("train", 2), ("train", 3), ("test", 3),
-                      ("train", 4), ("train", 5), ("train", 4), ("train", 6), ("train", 5), ("train", 6), ("test", 6)]
+    assert events == [("train", 1), ("train", 2), ("train", 1), ("train", 3), ("train", 2), ("train", 3), ("validation", 3),
+                      ("train", 4), ("train", 5), ("train", 4), ("train", 6), ("train", 5), ("train", 6), ("validation", 6)]
     records = [json.loads(line) for line in read(tmp_path, "metrics.jsonl").splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 3, 4, 5, 6, 6]
 

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 
 from jaxclf.data import sources, strokes
 from jaxclf.ops.strokes import stroke5_length
+from jaxclf.data.splits import read_with_validation
 
 NORMALIZATIONS = ("standardize", "unit", "none")
 PREPROCESSING_FILE = "preprocessing.json"  # in the workdir: see preprocessing_record
@@ -206,7 +207,7 @@ def load(cfg) -> Dataset:
     split).
     """
     names = tuple(dict.fromkeys((cfg.train_split, *cfg.eval_splits)))
-    raw, num_classes, class_names, kind = _read(cfg, names)
+    raw, num_classes, class_names, kind = read_with_validation(_read, cfg, names)  # + test_splits, carved validation
     for split, arrays in raw.items():
         for key in (cfg.image_key, cfg.label_key):
             if key not in arrays:

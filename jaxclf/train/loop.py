@@ -141,7 +141,7 @@ class _Program:
     init: Callable  # () -> (state, train_stats)
     train: Callable  # (state, acc, inputs, num_steps) -> (state, acc); inputs from train_inputs
     train_inputs: Callable  # [(start, stop), ...] -> iterator of each chunk's global inputs
-    evaluate: Callable  # (state) -> {split: metric state}
+    evaluate: Callable  # (state, splits=eval_splits) -> {split: metric state}
     summarize: Callable  # acc -> the window's summary (on the device)
     reset: Callable  # acc -> acc
 
@@ -169,6 +169,8 @@ def _build(config, mesh) -> _Program:
         _check_labels(ds)
     else:
         ds = data.streaming.load(config.dataset, seed=config.seed)
+    config_lib.check_unusual(config, ds.num_classes, ds.splits[config.dataset.train_split].num_examples if in_memory
+                             else ds.train.num_examples)
     model = build_model(config, ds.num_classes)
     if mesh.devices.flat[0].platform == "cpu":
         model = cpu.tune(model)
@@ -281,9 +283,9 @@ def _build(config, mesh) -> _Program:
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
 
-    def evaluate(state):
+    def evaluate(state, splits=None):
         out = {}
-        for split in config.dataset.eval_splits:
+        for split in config.dataset.eval_splits if splits is None else splits:
             acc = empty_eval()
             batches = data.eval_batches(ds.splits[split].num_examples, config.train.eval_batch_size)
             if in_memory:
@@ -315,6 +317,50 @@ def _one_ahead(chunks: Iterator) -> Iterator:
             yield current
     finally:
         chunks.close()
+
+
+def _wait_for_devices() -> None:
+    """Blocks until every computation producing a live array has finished (donated arrays
+    are skipped; a computation's own error is not this call's to raise).
+
+    Why every ending waits: a Python exception leaves the steps it dispatched running. If the
+    interpreter then exits, an XLA:CPU worker thread that reaches a Python callback (the
+    oneDNN convolutions are ctypes callbacks) calls PyGILState_Ensure while the interpreter is
+    finalizing and is ended there by pthread_exit; XLA's thread pool then waits forever for
+    it when the CPU client is destroyed (a hang; an abort, SIGABRT, when that forced unwinding
+    crosses a frame that may not throw)."""
+    for array in jax.live_arrays():
+        if not array.is_deleted():
+            try:
+                array.block_until_ready()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _end_run(inputs, bar, ckpt, writer, *, failing: bool) -> None:
+    """Ends a run on every path: waits for the dispatched device work, then stops the input
+    stream, finishes the asynchronous checkpoint save and closes the manager and the writers.
+    When the run is ``failing`` their own errors are logged, so the error that ended the run
+    is the one reported; otherwise the first one is raised once all have run."""
+    _wait_for_devices()
+    steps = [
+        inputs.close if inputs is not None else None,
+        bar.close if bar is not None else None,
+        ckpt.wait_until_finished,
+        ckpt.close,
+        writer.close if writer is not None else None,
+    ]
+    first = None
+    for step in filter(None, steps):
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001
+            if failing:
+                logging.warning("while ending the run: %s: %s", type(e).__name__, e)
+            elif first is None:
+                first = e
+    if first is not None:
+        raise first
 
 
 def _check_finite(stats, *, skip: bool, last_checkpoint: int | None) -> int:
@@ -362,69 +408,70 @@ def train_and_evaluate(
     workdir = workdir_lib.prepare(workdir)
     mesh = mesh_lib.make_mesh(devices)
     _check_batch_sizes(config, mesh.size)
-    if jax.process_index() == 0:
-        workdir_lib.record_config(workdir, config.to_dict(), allow_change=allow_config_change)
+    if jax.process_index() == 0:  # refused before any compute; written once the run is built
+        workdir_lib.check_config(workdir, config.to_dict(), allow_change=allow_config_change)
 
     program = _build(config, mesh)
-    state, acc = program.init()
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
-    try:
-        restored = checkpoint.restore_latest(ckpt, {"state": state, "train": acc})
-    except checkpoint.NoValidCheckpointError:
-        if not fresh_if_unreadable:
-            raise
-        logging.warning("no readable checkpoint in %s: starting from scratch as asked", workdir)
-        restored = None
-    start, last_saved = 0, None
-    if restored is not None:
-        start, item = restored
-        state, acc, last_saved = item["state"], item["train"], start
-        logging.warning("resumed %s from step %d", workdir, start)
-    elif config.transfer.init_from:
-        state = transfer.initialize(state, config.transfer.init_from, exclude=config.transfer.exclude or None)
-    if jax.process_index() == 0:
-        ds = program.ds
-        workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE, data.dataset_record(ds, config.dataset.pad))
-
     t = config.train
     end = t.num_steps if stop_at is None else min(stop_at, t.num_steps)
-    writer = MetricWriter(workdir, resume_step=start)
-    bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
-    eval_states = {}
-
     pending = None  # (step, summary on the device) of a log not yet written
-
-    def write_pending():
-        """Writes the pending log. Called after the next chunk is dispatched, so the device
-        keeps running while the host fetches and writes; and before evaluating or saving, so
-        lines stay in step order and a non-finite run stops before its state is saved."""
-        nonlocal pending
-        if pending is not None:
-            step, summary = pending[0], jax.device_get(pending[1])
-            pending = None
-            skipped = _check_finite(summary, skip=t.skip_nonfinite, last_checkpoint=last_saved)
-            scalars = _train_scalars(summary, skipped)
-            writer.write(step, "train", scalars)
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-
-    def save(step):
-        nonlocal last_saved
-        write_pending()
-        _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
-        checkpoint.save(ckpt, step, {"state": state, "train": acc})
-        last_saved = step
-
-    def chunk_end(step):
-        """The next step at which the host must act (log, eval, save, stop), at most K away."""
-        periods = (t.log_every, t.eval_every, t.checkpoint_every)
-        return min([step + t.steps_per_call, end] + [(step // p + 1) * p for p in periods])
-
-    ranges, s = [], start  # every chunk of steps up front: a stream can prepare the next one early
-    while s < end:
-        ranges.append((s, chunk_end(s)))
-        s = ranges[-1][1]
-    inputs = _one_ahead(program.train_inputs(ranges))
+    writer = bar = inputs = None  # what the ending closes
+    eval_states = {}
     try:
+        state, acc = program.init()
+        try:
+            restored = checkpoint.restore_latest(ckpt, {"state": state, "train": acc})
+        except checkpoint.NoValidCheckpointError:
+            if not fresh_if_unreadable:
+                raise
+            logging.warning("no readable checkpoint in %s: starting from scratch as asked", workdir)
+            restored = None
+        start, last_saved = 0, None
+        if restored is not None:
+            start, item = restored
+            state, acc, last_saved = item["state"], item["train"], start
+            logging.warning("resumed %s from step %d", workdir, start)
+        elif config.transfer.init_from:
+            state = transfer.initialize(state, config.transfer.init_from, exclude=config.transfer.exclude or None)
+        if jax.process_index() == 0:
+            ds = program.ds
+            workdir_lib.record_config(workdir, config.to_dict(), allow_change=allow_config_change)
+            workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE, data.dataset_record(ds, config.dataset.pad))
+
+        writer = MetricWriter(workdir, resume_step=start)
+        bar = tqdm(total=t.num_steps, initial=start, disable=not t.progress or jax.process_index() != 0, unit="step")
+
+        def write_pending():
+            """Writes the pending log. Called after the next chunk is dispatched, so the device
+            keeps running while the host fetches and writes; and before evaluating or saving, so
+            lines stay in step order and a non-finite run stops before its state is saved."""
+            nonlocal pending
+            if pending is not None:
+                step, summary = pending[0], jax.device_get(pending[1])
+                pending = None
+                skipped = _check_finite(summary, skip=t.skip_nonfinite, last_checkpoint=last_saved)
+                scalars = _train_scalars(summary, skipped)
+                writer.write(step, "train", scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+
+        def save(step):
+            nonlocal last_saved
+            write_pending()
+            _check_finite(acc, skip=t.skip_nonfinite, last_checkpoint=last_saved)
+            checkpoint.save(ckpt, step, {"state": state, "train": acc})
+            last_saved = step
+
+        def chunk_end(step):
+            """The next step at which the host must act (log, eval, save, stop), at most K away."""
+            periods = (t.log_every, t.eval_every, t.checkpoint_every)
+            return min([step + t.steps_per_call, end] + [(step // p + 1) * p for p in periods])
+
+        ranges, s = [], start  # every chunk of steps up front: a stream can prepare the next one early
+        while s < end:
+            ranges.append((s, chunk_end(s)))
+            s = ranges[-1][1]
+        inputs = _one_ahead(program.train_inputs(ranges))
         with preemption.catch_signals() as stop:
             done = start
             for _, stop_step in ranges:
@@ -446,16 +493,26 @@ def train_and_evaluate(
                 if stop and done < end:
                     save(done)
                     raise preemption.Preempted(done, stop.signum)
-    finally:
-        inputs.close()
-        bar.close()
-        ckpt.wait_until_finished()
-        ckpt.close()
-        writer.close()
+    except BaseException:
+        _end_run(inputs, bar, ckpt, writer, failing=True)
+        raise
+    _end_run(inputs, bar, ckpt, writer, failing=False)
     if end < t.num_steps:
         return {}
+    try:
+        return _finish(workdir, config, program, state, eval_states)
+    except BaseException:
+        _wait_for_devices()
+        raise
+
+
+def _finish(workdir, config, program: _Program, state, eval_states) -> dict:
+    """The final evaluation (the eval splits' last one and the test splits) -> results.json,
+    the decision threshold and the report."""
     if not eval_states:  # a finished run re-run: evaluate its final state again
         eval_states = program.evaluate(state)
+    final = [s for s in config.dataset.test_splits if s not in eval_states]  # evaluated once, now
+    eval_states = {**eval_states, **program.evaluate(state, final)}
     results = program.logged(config, eval_states)
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / "results.json", results)

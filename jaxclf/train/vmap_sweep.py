@@ -200,7 +200,7 @@ def evaluate(configs, ds, metric_set, state, *, device=None) -> list[dict]:
         return jax.vmap(metric_set.merge)(acc, jax.vmap(eval_step, in_axes=(0, None))(state, batch))
 
     results = [{} for _ in configs]
-    for split in base.dataset.eval_splits:
+    for split in dict.fromkeys((*base.dataset.eval_splits, *base.dataset.test_splits)):  # one final evaluation
         s = ds.splits[split]
         arrays = jax.device_put(s.arrays(), device)
         acc = jax.jit(jax.vmap(lambda _: metric_set.empty()))(jnp.arange(len(configs)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -24,10 +25,23 @@ def prepare(workdir: str | os.PathLike) -> Path:
     return path
 
 
+def strict(obj):
+    """``obj`` as strict JSON values: tuples become lists, NaN and infinities None (JSON has
+    no NaN: a metric that is undefined, e.g. ROC AUC of a split with one class, is null)."""
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: Path, obj) -> None:
-    """Writes JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    """Writes strict JSON (see :func:`strict`) atomically (temp file + rename), so a crash
+    never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(strict(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -62,19 +76,25 @@ def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[str]
     return lines
 
 
-def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
-    """Writes config.json; refuses (listing the differences) if it holds another config."""
-    config = json.loads(json.dumps(config))  # tuples -> lists, as stored
+def check_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+    """Refuses (listing the differences) a workdir whose config.json holds another config."""
+    config = strict(config)  # as stored
     target = path / "config.json"
-    if target.exists():
+    if target.exists() and not allow_change:
         from jaxclf.config import base_config
 
-        defaults = json.loads(json.dumps(base_config().to_dict()))
+        defaults = strict(base_config().to_dict())
         diff = config_diff(json.loads(target.read_text()), config, defaults)
-        if diff and not allow_change:
+        if diff:
             raise ConfigMismatchError(
                 f"workdir {str(path)!r} holds a run with a different config:\n  "
                 + "\n  ".join(diff)
                 + "\nuse another workdir, or allow the change (--allow_config_change) to resume with it"
             )
-    write_json(target, config)
+
+
+def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+    """Writes config.json after :func:`check_config`. The loop calls it once the data are read
+    and the model initialised, so a run that failed before leaves no config.json."""
+    check_config(path, config, allow_change=allow_change)
+    write_json(path / "config.json", config)

@@ -13,6 +13,8 @@ from typing import Mapping
 
 import jax
 
+from jaxclf.train.workdir import strict
+
 
 def _step_of(line: str) -> int | None:
     """The step of a metrics.jsonl line; None for a line cut short by a killed process."""
@@ -106,8 +108,8 @@ class MetricWriter:
         if not self.enabled:
             return
         record = {"step": int(step), "split": split, **{k: float(v) for k, v in scalars.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        with self.path.open("a") as f:  # strict JSON: an undefined metric (NaN) is null
+            f.write(json.dumps(strict(record), allow_nan=False) + "\n")
         writer = self._tensorboard(split)
         for name, value in scalars.items():
             writer.add_scalar(name, float(value), int(step))
