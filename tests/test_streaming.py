@@ -1,18 +1,28 @@
-"""The streaming input path (dataset.in_memory=False): ArrayRecord random access, host
-preprocessing that is a pure function of (seed, step, position), exact resume, exact eval."""
+"""The streaming input path (dataset.in_memory=False): ArrayRecord random access, grain worker
+processes, batches that are a pure function of (seed, step), each process reading only its
+rows, uint8 to the devices, exact resume, exact eval, and failures that stop the run cleanly."""
 
+import collections
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import psutil
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxclf import config as config_lib
+from jaxclf import config as config_lib, data
 from jaxclf.data import streaming
-from jaxclf.train import checkpoint, train_and_evaluate
+from jaxclf.train import checkpoint, loop, mesh as mesh_lib, train_and_evaluate
 
 from conftest import REPO
+from test_multiprocess import env, free_port
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +41,7 @@ def stream_config(data_dir, **dataset):
     c.dataset.eval_resize = 32
     c.dataset.mean, c.dataset.std = (0.3,), (0.4,)
     c.dataset.augment = ("random_resized_crop", "flip")
-    c.dataset.num_workers = 2
+    c.dataset.num_workers = 1
     for k, v in dataset.items():
         c.dataset[k] = v
     c.train.progress = False
@@ -74,23 +84,148 @@ def test_eval_resizes_the_shorter_side_then_center_crops():
     assert streaming.center_crop_box(256, 341, (224, 224)) == (16, 58, 224, 224)
 
 
-def test_batch_of_step_depends_only_on_seed_step_and_indices(array_record_dir):
+def digits_records(data_dir, split="train"):
+    """The split's raw records (encoded PNG bytes, labels) read without jaxclf."""
+    source = tfds.data_source("digits", split=split, data_dir=data_dir, decoders={"image": tfds.decode.SkipDecoding()},
+                              builder_kwargs={"file_format": "array_record"})
+    return [source[i] for i in range(len(source))]
+
+
+def reference_batch(records, seed, step, batch_size, size):
+    """The contract, written out: indices from train_indices, example p of step s cropped and
+    flipped by a generator seeded with (seed, s, p), uint8."""
+    indices = data.train_indices(seed, step, batch_size, len(records))
+    images = [streaming.preprocess_train(records[i]["image"], np.random.default_rng((seed, step, p)), size, channels=1)
+              for p, i in enumerate(indices)]
+    return np.stack(images), np.asarray([records[i]["label"] for i in indices], np.int32)
+
+
+def steps_of(split, batch_size, steps, workers, rows=None):
+    rows = np.arange(batch_size) if rows is None else np.asarray(rows)
+    return list(streaming.stream(streaming.TrainRows(split, batch_size, rows), steps, workers, what="test batches"))
+
+
+def test_batch_of_step_depends_only_on_seed_and_step_not_on_workers_or_resume(array_record_dir):
+    """Steps 0-3 read here, by two worker processes, and from step 2 on (a resumed run) by
+    one: each step's batch is the reference batch of (seed, step)."""
     cfg = stream_config(array_record_dir).dataset
-    a = streaming.StreamSplit(cfg, "train", True, seed=3)
-    idx = np.arange(10, 26)
-    first = a.batch(idx, step=7)
-    for s in range(3):  # other batches in between change nothing
-        a.batch(np.arange(16) + s, step=s)
-    cfg.num_workers = 1  # nor does the thread count
-    b = streaming.StreamSplit(cfg, "train", True, seed=3)
-    again = b.batch(idx, step=7)
-    np.testing.assert_array_equal(first["inputs"], again["inputs"])
-    np.testing.assert_array_equal(first["labels"], again["labels"])
-    assert first["inputs"].shape == (16, 32, 32, 1) and first["inputs"].dtype == np.float32
-    assert first["labels"].dtype == np.int32
-    assert not np.array_equal(first["inputs"], a.batch(idx, step=8)["inputs"])  # fresh crops per step
-    a.close()
-    b.close()
+    split = streaming.StreamSplit(cfg, "train", True, seed=3)
+    records = digits_records(array_record_dir)
+    expected = [reference_batch(records, 3, s, 16, (32, 32)) for s in range(4)]
+    runs = {"here": steps_of(split, 16, range(4), 0), "2 workers": steps_of(split, 16, range(4), 2),
+            "resumed, 1 worker": [None, None] + steps_of(split, 16, range(2, 4), 1)}
+    for name, batches in runs.items():
+        for step, batch in enumerate(batches):
+            if batch is None:
+                continue
+            assert batch["inputs"].dtype == np.uint8 and batch["inputs"].shape == (16, 32, 32, 1), name
+            np.testing.assert_array_equal(batch["inputs"], expected[step][0], err_msg=f"{name}, step {step}")
+            np.testing.assert_array_equal(batch["labels"], expected[step][1], err_msg=f"{name}, step {step}")
+    assert not np.array_equal(expected[0][0], reference_batch(records, 4, 0, 16, (32, 32))[0])  # the seed matters
+
+
+class CountingSource:
+    """A data source that records every index it is asked for (in this process)."""
+
+    def __init__(self, source):
+        self.source, self.reads = source, []
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        self.reads.append(int(index))
+        return self.source[index]
+
+
+def test_a_process_reads_only_its_rows_and_never_the_padding(array_record_dir):
+    cfg = stream_config(array_record_dir).dataset
+    train = streaming.StreamSplit(cfg, "train", True, seed=3)
+    counting = CountingSource(train.source)
+    part = streaming.StreamSplit(cfg, "train", True, seed=3, source=counting)
+    rows = np.array([1, 4, 5, 11])  # e.g. the rows of this process's devices
+    whole, mine = steps_of(train, 16, [7], 0)[0], steps_of(part, 16, [7], 0, rows)[0]
+    np.testing.assert_array_equal(mine["inputs"], whole["inputs"][rows])  # crops seeded by global position
+    np.testing.assert_array_equal(mine["labels"], whole["labels"][rows])
+    assert counting.reads == data.train_indices(3, 7, 16, train.num_examples)[rows].tolist()
+
+    test = streaming.StreamSplit(cfg, "test", False, source=CountingSource(streaming.open_source(cfg, "test")))
+    n = test.num_examples  # 450: the last 64-example batch holds 2 examples and 62 padding rows
+    last = list(data.eval_batches(n, 64))[-1]
+    rows = np.arange(32, 64)  # the second of two processes holds only padding there
+    out = streaming.EvalRows(test, rows)(last)
+    assert test.source.reads == [] and not out["mask"].any() and not out["inputs"].any()
+    out = streaming.EvalRows(test, np.arange(64))(last)
+    assert test.source.reads == [448, 449] and out["mask"].tolist() == [1.0] * 2 + [0.0] * 62
+    records = digits_records(array_record_dir, "test")
+    np.testing.assert_array_equal(out["inputs"][1], streaming.preprocess_eval(records[449]["image"], (32, 32), 32, channels=1))
+    assert out["labels"][1] == records[449]["label"]
+
+
+def test_normalize_on_the_device_matches_numpy():
+    images = np.random.default_rng(0).integers(0, 256, (4, 5, 5, 3), dtype=np.uint8)
+    mean, std = np.asarray([0.485, 0.456, 0.406], np.float32), np.asarray([0.229, 0.224, 0.225], np.float32)
+    out = jax.jit(streaming.normalize)(images, mean, std)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, (images / 255.0 - mean) / std, rtol=1e-6, atol=1e-6)
+
+
+def test_the_host_sends_uint8_batches_split_over_the_devices(array_record_dir):
+    c = stream_config(array_record_dir, num_workers=0)
+    m = mesh_lib.make_mesh(jax.devices()[:2])
+    program = loop._build(c, m)
+    chunks = program.train_inputs([(0, 2), (2, 3)])
+    _, first = next(chunks)
+    chunks.close()
+    inputs = first["inputs"]
+    assert inputs.dtype == jnp.uint8 and inputs.shape == (2, 16, 32, 32, 1)  # 2 steps of 16 uint8 images
+    assert inputs.sharding.is_equivalent_to(mesh_lib.batch_sharded(m, batch_axis=1), inputs.ndim)
+    assert [s.data.shape for s in inputs.addressable_shards] == [(2, 8, 32, 32, 1)] * 2
+    records = digits_records(array_record_dir)
+    for step in range(2):
+        np.testing.assert_array_equal(np.asarray(inputs[step]), reference_batch(records, c.seed, step, 16, (32, 32))[0])
+
+
+class FailingSource(CountingSource):
+    """Raises (``how='raise'``) or kills its worker process (``how='exit'``) at ``bad``."""
+
+    def __init__(self, source, bad, how):
+        super().__init__(source)
+        self.bad, self.how = bad, how
+
+    def __getitem__(self, index):
+        if int(index) == self.bad:
+            if self.how == "exit":
+                os._exit(3)
+            raise OSError(f"unreadable record {index}")
+        return self.source[index]
+
+
+def children():
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_failing_worker_stops_the_run_with_a_clear_error_and_leaves_no_process(array_record_dir, tmp_path, how):
+    """A record that cannot be read (an exception in a worker) and a worker that dies: the
+    run raises StreamError promptly, naming the problem, and every worker is gone."""
+    c = stream_config(array_record_dir, num_workers=1)
+    bad = int(data.train_indices(c.seed, 5, 16, 1347)[5])  # read at step 5, after a checkpoint and an evaluation
+    open_source = streaming.open_source
+    before = children()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(streaming, "open_source", lambda cfg, split: FailingSource(open_source(cfg, split), bad if split == "train" else -1, how))
+        t0 = time.monotonic()
+        expected = f"example {bad} \\(step 5\\).*unreadable record {bad}" if how == "raise" else "terminated unexpectedly"
+        with pytest.raises(streaming.StreamError, match=expected):
+            train_and_evaluate(c, tmp_path / how, devices=jax.devices()[:1])
+    assert time.monotonic() - t0 < 120
+    if how == "raise":  # the steps before the failure are kept (a dead worker may lose what it had sent)
+        assert checkpoint.load(tmp_path / how / "checkpoints")[0] == 3
+    deadline = time.monotonic() + 10
+    while children() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not children() - before, "worker processes left behind"
 
 
 def test_streaming_resume_is_bitwise_identical(array_record_dir, tmp_path):
@@ -107,7 +242,7 @@ def test_streaming_and_in_memory_agree_without_augmentation(array_record_dir, tf
     """Same data, native 8x8 size (so no resampling: PIL rounds resized images to uint8, the
     in-memory path resizes float arrays), no augmentation: the same eval metrics, every one of
     the 450 test images counted once (64-image batches, the last one padded and masked)."""
-    c = stream_config(array_record_dir, resize=(8, 8), eval_resize=8, augment=())
+    c = stream_config(array_record_dir, resize=(8, 8), eval_resize=8, augment=(), num_workers=0)
     c.model.name = "mlp"
     mem = c.copy_and_resolve_references()
     mem.dataset.data_dir, mem.dataset.in_memory, mem.dataset.eval_resize, mem.dataset.resize = tfds_dir, True, 0, None

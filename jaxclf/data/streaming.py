@@ -265,15 +265,15 @@ class StreamSplit:
         keep = np.ones(len(indices), bool) if mask is None else np.asarray(mask) > 0
         images = np.zeros((len(indices), *self.input_shape), np.uint8)
         labels = np.zeros(len(indices), np.int32)
-        wanted = [int(i) for i in indices[keep]]
-        records = self.source.__getitems__(wanted) if hasattr(self.source, "__getitems__") else [self.source[i] for i in wanted]
-        for row, index, record in zip(np.flatnonzero(keep), wanted, records):
+        for row in np.flatnonzero(keep):
+            index = int(indices[row])
             try:
+                record = self.source[index]
                 images[row] = self.example(record[self.image_key], step, int(positions[row]))
+                labels[row] = record[self.label_key]
             except Exception as e:  # name the example: the traceback comes from a worker process
                 raise ValueError(f"dataset {self.name!r} split {self.split!r}: example {index} (step {step}) "
-                                 f"cannot be decoded and preprocessed: {type(e).__name__}: {e}") from e
-            labels[row] = record[self.label_key]
+                                 f"cannot be read and preprocessed: {type(e).__name__}: {e}") from e
         bad = keep & ((labels < 0) | (labels >= self.num_classes))
         if bad.any():
             raise ValueError(f"split {self.split!r} has labels outside [0, {self.num_classes}), e.g. {labels[bad][:5].tolist()}")
