@@ -162,12 +162,13 @@ def test_a_process_reads_only_its_rows_and_never_the_padding(array_record_dir):
     assert out["labels"][1] == records[449]["label"]
 
 
-def test_normalize_on_the_device_matches_numpy():
+def test_normalize_on_the_device_is_bitwise_the_host_float_path():
     images = np.random.default_rng(0).integers(0, 256, (4, 5, 5, 3), dtype=np.uint8)
+    images[0, 0, :3, 0] = [0, 1, 255]
     mean, std = np.asarray([0.485, 0.456, 0.406], np.float32), np.asarray([0.229, 0.224, 0.225], np.float32)
-    out = jax.jit(streaming.normalize)(images, mean, std)
-    assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, (images / 255.0 - mean) / std, rtol=1e-6, atol=1e-6)
+    out = jax.jit(streaming.normalize)(images, streaming.normalization_table(mean, std))
+    assert out.dtype == jnp.float32 and out.shape == images.shape
+    np.testing.assert_array_equal(out, (images.astype(np.float32) / 255.0 - mean) / std)
 
 
 def test_the_host_sends_uint8_batches_split_over_the_devices(array_record_dir):

@@ -15,7 +15,7 @@ It keeps the in-memory pipeline's guarantees:
 A multi-process run splits the work: each process reads and decodes only its ``rows`` of every
 global batch (the positions its devices hold, from the batch sharding). Batches leave the host
 as uint8, a quarter of float32's host-to-device traffic; the jitted step normalises them on the
-device (:func:`normalize`).
+device (:func:`normalize`, bitwise the in-memory path's float computation).
 
 Workers (``dataset.num_workers`` processes, grain's ``mp_prefetch``; 0 decodes in the training
 process) build whole batches in turn: with ``k`` workers, worker ``i`` builds the ``i``-th,
@@ -200,10 +200,20 @@ def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def normalize(images, mean, std):
-    """uint8 images to float32 ``(x / 255 - mean) / std``: runs on the device, in the jitted step
-    (the host sends uint8)."""
-    return (images.astype(jnp.float32) / 255.0 - mean) / std
+def normalization_table(mean, std) -> np.ndarray:
+    """``(256 * C,)`` float32: ``(v / 255 - mean[c]) / std[c]`` at ``v * C + c`` for every uint8
+    value ``v`` and channel ``c``, computed as the in-memory path computes its inputs."""
+    values = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    return ((values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32).reshape(-1)
+
+
+def normalize(images, table):
+    """uint8 images (``..., C``) to float32 by a lookup in ``normalization_table``: runs on the
+    device, inside the jitted step (the host sends uint8). A lookup rather than arithmetic:
+    XLA turns division by a constant into multiplication by its reciprocal, one rounding off
+    the host's float path; the table gives the same bits on every backend."""
+    channels = images.shape[-1]
+    return jnp.take(jnp.asarray(table), images.astype(jnp.int32) * channels + jnp.arange(channels, dtype=jnp.int32))
 
 
 class StreamSplit:

@@ -211,11 +211,11 @@ def _build(config, mesh) -> _Program:
                 yield device, None
     else:
         augmentations = ()  # applied on the host by the stream
-        stream_mean, stream_std = ds.mean, ds.std
         train_rows = mesh_lib.process_rows(sharded, batch_size)  # this process reads only these
+        norm_table = data.streaming.normalization_table(ds.mean, ds.std)
 
         def fetch(_table, batch, _step):  # uint8 from the host, normalised here on the device
-            inputs = data.streaming.normalize(batch["inputs"], stream_mean, stream_std)
+            inputs = data.streaming.normalize(batch["inputs"], norm_table)
             return {**batch, "inputs": inputs, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
 
         def train_inputs(ranges):
@@ -276,7 +276,7 @@ def _build(config, mesh) -> _Program:
 
     @functools.partial(jax.jit, out_shardings=repl)
     def eval_host_batch(state, acc, batch):
-        batch = {**batch, "inputs": data.streaming.normalize(batch["inputs"], ds.mean, ds.std)}
+        batch = {**batch, "inputs": data.streaming.normalize(batch["inputs"], norm_table)}
         return eval_set.merge(acc, eval_step(state, jax.lax.with_sharding_constraint(batch, sharded)))
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
