@@ -264,3 +264,84 @@ def test_tfrecord_dataset_and_missing_stats_are_clear_errors(tfds_dir):
     c = stream_config(tfds_dir, augment=("random_crop",))
     with pytest.raises(ValueError, match="random_resized_crop"):
         config_lib.validate(c)
+
+
+# One process of a streamed run (python -c DRIVER ARGS): every record read -- here or in a grain
+# worker, which receives the source pickled -- is logged as "process split index".
+DRIVER = """
+import json, sys
+args = json.loads(sys.argv[1])
+import jax
+if args["num_processes"] > 1:
+    jax.distributed.initialize(args["coordinator"], args["num_processes"], args["process_id"])
+from jaxclf import config as config_lib
+from jaxclf.data import streaming
+from jaxclf.train import train_and_evaluate
+
+
+class LoggedSource:
+    def __init__(self, source, log, tag):
+        self.source, self.log, self.tag = source, log, tag
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        with open(self.log, "a") as f:
+            f.write(f"{self.tag} {int(index)}\\n")
+        return self.source[index]
+
+
+open_source = streaming.open_source
+streaming.open_source = lambda cfg, split: LoggedSource(open_source(cfg, split), args["log"], f"{args['process_id']} {split}")
+config = config_lib.load(args["config"], "smoke")
+for key, value in args["overrides"].items():
+    node, name = config, key.split(".")
+    for part in name[:-1]:
+        node = node[part]
+    node[name[-1]] = tuple(value) if isinstance(value, list) else value
+train_and_evaluate(config, args["workdir"])
+"""
+
+
+def run_driver(workdir, data_dir, log, num_processes):
+    c = stream_config(data_dir)
+    overrides = {f"dataset.{k}": c.dataset[k] for k in ("data_dir", "in_memory", "resize", "eval_resize", "mean", "std",
+                                                          "augment", "num_workers")}
+    overrides |= {f"train.{k}": c.train[k] for k in ("progress", "batch_size", "eval_batch_size", "num_steps",
+                                                      "steps_per_call", "log_every", "eval_every", "checkpoint_every")}
+    overrides["eval.report"] = False
+    overrides["train.eval_every"] = 6  # one evaluation: each costs every process a worker start-up
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps({
+        "num_processes": num_processes, "process_id": i, "coordinator": f"127.0.0.1:{port}", "log": str(log),
+        "workdir": str(workdir), "config": os.path.join(REPO, "configs", "lenet5_digits.py"), "overrides": overrides})],
+        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    reads = collections.defaultdict(list)
+    for line in log.read_text().split("\n")[:-1]:
+        process, split, index = line.split()
+        reads[int(process), split].append(int(index))
+    return reads
+
+
+def test_two_processes_read_half_each_and_train_like_one(array_record_dir, tmp_path):
+    """Two processes (one device each, one grain worker each) against one: the same parameters,
+    and each process read only its half of every training batch and its own evaluation rows."""
+    one = run_driver(tmp_path / "one", array_record_dir, tmp_path / "one.log", 1)
+    two = run_driver(tmp_path / "two", array_record_dir, tmp_path / "two.log", 2)
+    (s1, p1), (s2, p2) = checkpoint.load(tmp_path / "one" / "checkpoints"), checkpoint.load(tmp_path / "two" / "checkpoints")
+    assert s1 == s2 == 6
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=0), p1["state"]["params"], p2["state"]["params"])
+
+    c = stream_config(array_record_dir)
+    steps = [data.train_indices(c.seed, s, 16, 1347) for s in range(6)]
+    assert one[0, "train"] == np.concatenate(steps).tolist()  # one process reads every batch whole
+    assert two[0, "train"] == np.concatenate([s[:8] for s in steps]).tolist()  # the first process: rows 0-7
+    assert two[1, "train"] == np.concatenate([s[8:] for s in steps]).tolist()  # the second: rows 8-15
+    assert sorted(one[0, "test"]) == list(range(450))  # the evaluation reads each example once
+    mine = [set(two[p, "test"]) for p in (0, 1)]
+    assert not mine[0] & mine[1] and mine[0] | mine[1] == set(range(450))
+    assert sorted(two[0, "test"] + two[1, "test"]) == sorted(one[0, "test"])

@@ -346,7 +346,9 @@ def stream(make: Callable[[T], Any], items: Sequence[T], num_workers: int, *, wh
     """``make(item)`` for each item, in order, built by ``num_workers`` worker processes (0: here).
 
     A generator: closing it (or its end) stops the workers. An error in ``make``, or a worker's
-    death, is raised here as :class:`StreamError` naming ``what`` was being read.
+    death, is raised here as :class:`StreamError` naming ``what`` was being read. ``make``
+    returns a dict of arrays; they arrive as plain arrays (copied out of grain's shared memory,
+    which is then freed: a device buffer aliasing it would keep it from being released).
     """
     import grain  # here: its import costs every in-memory run a second for nothing
 
@@ -358,7 +360,7 @@ def stream(make: Callable[[T], Any], items: Sequence[T], num_workers: int, *, wh
     try:
         while True:
             try:
-                out = next(iterator)
+                out = {k: np.array(v) for k, v in next(iterator).items()}  # copied out of shared memory
             except StopIteration:
                 return
             except Exception as e:
