@@ -345,3 +345,55 @@ def test_two_processes_read_half_each_and_train_like_one(array_record_dir, tmp_p
     mine = [set(two[p, "test"]) for p in (0, 1)]
     assert not mine[0] & mine[1] and mine[0] | mine[1] == set(range(450))
     assert sorted(two[0, "test"] + two[1, "test"]) == sorted(one[0, "test"])
+
+
+def started_workers(proc, timeout=120):
+    """A running training process's children (its workers and multiprocessing's resource
+    tracker), once its workers have started: left its process group."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        children = psutil.Process(proc.pid).children(recursive=True)
+        workers = [p for p in children if "multiprocessing.spawn" in " ".join(p.cmdline())]
+        if workers and all(os.getpgid(p.pid) != proc.pid for p in workers):
+            return children
+        time.sleep(0.2)
+    raise AssertionError("no worker process started")
+
+
+def gone(procs, timeout=30):
+    """True once every process in ``procs`` has exited (a zombie counts: it runs nothing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_ctrl_c_and_sigkill_leave_no_worker_behind(array_record_dir, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) stops a streamed run
+    with a checkpoint and stops its workers; SIGKILL of the training process alone (no chance
+    to clean up) still ends them: they watch their parent."""
+    command = [sys.executable, "-m", "jaxclf.main", f"--config={os.path.join(REPO, 'configs', 'lenet5_digits.py')}:smoke",
+               f"--workdir={tmp_path / 'run'}", f"--config.dataset.data_dir={array_record_dir}",
+               "--config.dataset.in_memory=False", "--config.dataset.resize=(32, 32)", "--config.dataset.eval_resize=32",
+               "--config.dataset.mean=(0.3,)", "--config.dataset.std=(0.4,)", "--config.dataset.num_workers=2",
+               "--config.train.progress=False", "--config.train.num_steps=100000", "--config.train.batch_size=16",
+               "--config.train.log_every=50", "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000",
+               "--config.eval.report=False"]
+    run = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # its own process group, signalled as a terminal would
+    workers = started_workers(run)  # (while a worker starts, it is in the group: SIGINT would kill it)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and "stopped by SIGINT" in err, err[-3000:]
+    assert checkpoint.load(tmp_path / "run" / "checkpoints")[0] > 0
+    assert gone(workers), "workers left behind after Ctrl-C"
+
+    run = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    workers = started_workers(run)
+    run.kill()
+    run.communicate(timeout=60)
+    assert gone(workers, timeout=10), "workers outlived a SIGKILLed training process"

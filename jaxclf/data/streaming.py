@@ -41,6 +41,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -322,10 +323,13 @@ def _exit_with(sentinel) -> None:
 
 
 def _worker_init(index: int, count: int) -> None:
-    """In each worker process: a session of its own, and exit when the training process dies."""
+    """In each worker process, once started: a session of its own (a Ctrl-C or a signal to the
+    job's process group reaches only the training process, which stops its workers), SIGINT
+    ignored, and exit when the training process dies."""
     del index, count
     if hasattr(os, "setsid"):
         os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True, name="jaxclf-parent-watch").start()
@@ -347,8 +351,7 @@ def stream(make: Callable[[T], Any], items: Sequence[T], num_workers: int, *, wh
 
     A generator: closing it (or its end) stops the workers. An error in ``make``, or a worker's
     death, is raised here as :class:`StreamError` naming ``what`` was being read. ``make``
-    returns a dict of arrays; they arrive as plain arrays (copied out of grain's shared memory,
-    which is then freed: a device buffer aliasing it would keep it from being released).
+    returns a dict of arrays.
     """
     import grain  # here: its import costs every in-memory run a second for nothing
 
@@ -358,16 +361,21 @@ def stream(make: Callable[[T], Any], items: Sequence[T], num_workers: int, *, wh
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=_worker_init)
     iterator = iter(ds)
     try:
-        while True:
-            try:
-                out = {k: np.array(v) for k, v in next(iterator).items()}  # copied out of shared memory
-            except StopIteration:
-                return
-            except Exception as e:
-                raise StreamError(f"reading {what} failed: {e}") from e
+        while (out := _next(iterator, what)) is not None:
             yield out
     finally:
         iterator.close()
+
+
+def _next(iterator, what: str) -> dict[str, np.ndarray] | None:
+    """The next element as plain arrays, or None at the end. Copied out of grain's shared
+    memory, so that the segment is freed at once (a device buffer aliasing it would keep it)."""
+    try:
+        return {k: np.array(v) for k, v in next(iterator).items()}
+    except StopIteration:
+        return None
+    except Exception as e:
+        raise StreamError(f"reading {what} failed: {e}") from e
 
 
 @dataclasses.dataclass(frozen=True)
