@@ -224,9 +224,9 @@ def _input_section(rows: list[dict]) -> list[str]:
     lines += [f"| {e['name']} | {_num(e['ours'])} | {e['first_batch_s']:.1f} | {e['load_avg_1min']:.1f} |" for e in rows]
     need = next((e["cores_needed"] for e in rows if e.get("cores_needed")), None)
     if need:
-        lines += ["", f"One core decodes and crops {need['img_s_per_core']:,.0f} img/s (the in-process row: one core, no "
-                  f"hand-off), so one H200 training ResNet-50 at {need['target_img_s']:,.0f} img/s needs about "
-                  f"{need['cores']:,.0f} such cores for its input pipeline (images/s divided by images/s per core; "
+        lines += ["", f"One core decodes and crops {need['img_s_per_core']:,.0f} img/s (images per second of CPU time in "
+                  f"the in-process run), so one H200 training ResNet-50 at {need['target_img_s']:,.0f} img/s needs about "
+                  f"{need['cores']:,.0f} such cores for its input pipeline (the rate divided by the rate per core; "
                   "decoding is per image and independent, so it scales with cores until memory bandwidth binds)."]
     return lines + [""]
 

@@ -139,5 +139,5 @@ def test_input_section_reports_rates_and_cores():
     rows[0]["cores_needed"] = {"target_img_s": 6800.0, "img_s_per_core": 200.0, "cores": 34.0}
     md = "\n".join(run._input_section(rows))
     assert "| stream, 2 workers | 400 | 2.5 | 2.0 |" in md
-    assert "One core decodes and crops 200 img/s" in md and "needs about 34 such cores" in md
+    assert "One core decodes and crops 200 img/s (images per second of CPU time" in md and "needs about 34 such cores" in md
     assert run._input_section([]) == []
