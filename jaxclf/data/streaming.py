@@ -19,10 +19,12 @@ device (:func:`normalize`, bitwise the in-memory path's float computation).
 
 Workers (``dataset.num_workers`` processes, grain's ``mp_prefetch``; 0 decodes in the training
 process) build whole batches in turn: with ``k`` workers, worker ``i`` builds the ``i``-th,
-``(i + k)``-th, ... and the training process takes them in order. Each worker runs in a session
-of its own, so a Ctrl-C or a scheduler's signal to the job's process group reaches only the
-training process, which stops its workers when it stops reading (on return, error, preemption
-or KeyboardInterrupt); a worker also exits when the training process dies (even by SIGKILL).
+``(i + k)``-th, ... and the training process takes them in order. Once started (a few seconds
+of imports), each worker runs in a session of its own, so a Ctrl-C or a scheduler's signal to
+the job's process group reaches only the training process, which stops its workers when it
+stops reading (on return, error, preemption or KeyboardInterrupt); a worker also exits when the
+training process dies (even by SIGKILL). Scripts that stream with workers need the
+``if __name__ == "__main__":`` guard: workers are spawned, and re-import the main module.
 A worker's error, or its death, is raised in the training process as :class:`StreamError`.
 
 Preprocessing (as torchvision's ImageNet references): train = ``RandomResizedCrop(resize,
