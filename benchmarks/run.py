@@ -7,6 +7,8 @@
 2. ``bench_conv``: single convolution layers (forward, input and kernel gradients) vs
    PyTorch, and the kernel gradient inside a scan body; no targets (they explain 1.).
 3. ``bench_loop``: the full training loop vs its bare jitted step; target loop/bare >= 0.95.
+3b. ``bench_input``: images/s of the streaming input pipeline on ImageNet-like JPEGs (0, 1, 2
+   worker processes) and the host cores one H200 would need; no target.
 4. ``bench_metrics.py`` (jaxclf.metrics vs scikit-learn), run as a subprocess from a scratch
    copy so that its own ``results_metrics.json`` is left as committed.
 5. ``bench_sweep.py``: takes ~15 minutes on its own, so by default its last committed
@@ -225,6 +227,27 @@ INSTALL_NOTES = (
 )
 
 
+def _input_section(rows: list[dict]) -> list[str]:
+    """The streaming pipeline's images/s per worker count, and the cores one H200 would need."""
+    if not rows:
+        return []
+    first = rows[0]
+    lines = ["## Streaming input pipeline (bench_input.py)", "",
+             f"{first['images']} JPEGs of 500x375 made locally (mean {first['jpeg_bytes_mean'] / 1e3:.0f} KB), read from "
+             "TFDS ArrayRecord files with `tfds.data_source` and `jaxclf.data.streaming` as a training run reads them: "
+             f"batches of {first['batch']}, PIL decode, random-resized crop to 224 + flip, uint8; images/s after the "
+             "first batch (worker start-up apart).", "",
+             "| pipeline | images/s | first batch s | load (1 min) |", "|---|---:|---:|---:|"]
+    lines += [f"| {e['name']} | {_num(e['ours'])} | {e['first_batch_s']:.1f} | {e['load_avg_1min']:.1f} |" for e in rows]
+    need = next((e["cores_needed"] for e in rows if e.get("cores_needed")), None)
+    if need:
+        lines += ["", f"One core decodes and crops {need['img_s_per_core']:,.0f} img/s (images per second of CPU time in "
+                  f"the in-process run), so one H200 training ResNet-50 at {need['target_img_s']:,.0f} img/s needs about "
+                  f"{need['cores']:,.0f} such cores for its input pipeline (the rate divided by the rate per core; "
+                  "decoding is per image and independent, so it scales with cores until memory bandwidth binds)."]
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     """RESULTS.md from the report dict (``machine``, ``entries``, ``command``, ...)."""
     m, entries = report["machine"], report["entries"]
@@ -294,6 +317,7 @@ def markdown(report: dict) -> str:
                          f"{iv['eval_every']}, {iv['checkpoint_every']} | {_num(e['ours'])} | {_num(e['theirs'])} | "
                          f"{_num(e['ratio'], '{:.2f}')} | {_met(e)} | {excluded} |")
         lines.append("")
+    lines += _input_section(by_kind("input"))
     metrics = by_kind("metrics")
     lines += ["## Metrics: jaxclf.metrics (jit) vs scikit-learn", ""]
     if metrics:
@@ -335,9 +359,9 @@ def write_outputs(report: dict, out_dir: Path) -> tuple[Path, Path]:
 
 
 def suite(*, quick: bool, sweep: bool, baseline: Callable | None = "torch", models: list[str] | None = None,
-          loop: bool = True, conv: bool = True, external: bool = True, log=print) -> dict:
+          loop: bool = True, conv: bool = True, input_pipeline: bool = True, external: bool = True, log=print) -> dict:
     """Runs the comparisons and returns the report dict (not yet written)."""
-    from benchmarks import bench_conv, bench_loop, bench_train
+    from benchmarks import bench_conv, bench_input, bench_loop, bench_train
 
     t0 = time.time()
     report = {"command": "python -m benchmarks.run" + (" --quick" if quick else "") + (" --sweep" if sweep else ""),
@@ -349,6 +373,8 @@ def suite(*, quick: bool, sweep: bool, baseline: Callable | None = "torch", mode
         entries += bench_conv.run(quick=quick, baseline=baseline is bench_train.torch_runner, log=log)
     if loop:
         entries += bench_loop.run(quick=quick, log=log)
+    if input_pipeline:
+        entries += bench_input.run(quick=quick, log=log)
     if external and not quick:
         with tempfile.TemporaryDirectory(prefix="jaxclf-bench-") as scratch:
             metrics = run_metrics(Path(scratch), log)

@@ -66,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     # memory, e.g. ImageNet): needs resize, explicit mean/std; augment: random_resized_crop, flip.
     c.dataset.in_memory = True
     c.dataset.eval_resize = 0  # streaming eval: shorter side to this, then center crop `resize`; 0: resize whole
-    c.dataset.num_workers = 4  # streaming: host threads decoding and preprocessing images
+    c.dataset.num_workers = 4  # streaming: worker processes decoding and preprocessing images (0: in the training process)
 
     # Transfer learning (jaxclf.transfer); paths are regexes over '/'-joined parameter names.
     c.transfer = ml_collections.ConfigDict()

@@ -129,3 +129,14 @@ def test_conv_layer_entries_and_their_section():
     ms = [f"{1e3 / entries[2][k]:.2f}" for k in ("ours", "xla")]
     assert f"| tiny, 6x6, 4->8, stride 2 | kernel gradient | {ms[0]} | {ms[1]} | - | - |" in md
     assert "inside a `lax.scan` body (tiny, 6x6, 4->8, stride 2, 2 iterations)" in md
+
+
+def test_input_section_reports_rates_and_cores():
+    """bench_input's entries in RESULTS.md: one row per worker count, and cores = target / per-core rate."""
+    rows = [{"name": f"stream, {w} workers", "kind": "input", "ours": 200.0 + 100 * w, "first_batch_s": 0.5 + w,
+             "load_avg_1min": 2.0, "images": 256, "batch": 64, "jpeg_bytes_mean": 110e3} for w in range(3)]
+    rows[0]["cores_needed"] = {"target_img_s": 6800.0, "img_s_per_core": 200.0, "cores": 34.0}
+    md = "\n".join(run._input_section(rows))
+    assert "| stream, 2 workers | 400 | 2.5 | 2.0 |" in md
+    assert "One core decodes and crops 200 img/s (images per second of CPU time" in md and "needs about 34 such cores" in md
+    assert run._input_section([]) == []

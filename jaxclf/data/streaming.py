@@ -1,19 +1,31 @@
-"""The streaming input path, for datasets too large for memory (ImageNet): random access to
-TFDS's ArrayRecord files, per-example preprocessing on the host, batches built per step.
+"""The streaming input path, for datasets too large for memory (ImageNet): TFDS's ArrayRecord
+files read by index without TensorFlow (images stay encoded bytes; PIL decodes them), each
+example preprocessed in grain worker processes, batches built per step.
 
 It keeps the in-memory pipeline's guarantees:
 
 * the batch of step ``s`` is a pure function of ``(seed, s)``: its example indices come from
   :func:`jaxclf.data.train_indices`, and each example's random crop and flip from a generator
-  seeded by ``(seed, s, position in the batch)`` -- never from a stream's history -- so a
-  resumed run sees exactly the batches an uninterrupted one would, whatever the thread
-  timing;
+  seeded by ``(seed, s, position in the global batch)`` -- never from a stream's history or a
+  worker's timing -- so a resumed run, and one with other numbers of workers, devices or
+  processes, sees exactly the same batches;
 * evaluation visits every example once (:func:`jaxclf.data.eval_batches`: the last batch is
-  padded and masked).
+  padded and masked; padding rows are zeros and are never read).
 
-Images are decoded and preprocessed with PIL in a thread pool (``dataset.num_workers``; PIL
-releases the GIL), and :func:`prefetch` computes the next chunk of steps in a background
-thread while the devices run the current one (deterministic: the next chunk is known).
+A multi-process run splits the work: each process reads and decodes only its ``rows`` of every
+global batch (the positions its devices hold, from the batch sharding). Batches leave the host
+as uint8, a quarter of float32's host-to-device traffic; the jitted step normalises them on the
+device (:func:`normalize`, bitwise the in-memory path's float computation).
+
+Workers (``dataset.num_workers`` processes, grain's ``mp_prefetch``; 0 decodes in the training
+process) build whole batches in turn: with ``k`` workers, worker ``i`` builds the ``i``-th,
+``(i + k)``-th, ... and the training process takes them in order. Once started (a few seconds
+of imports), each worker runs in a session of its own, so a Ctrl-C or a scheduler's signal to
+the job's process group reaches only the training process, which stops its workers when it
+stops reading (on return, error, preemption or KeyboardInterrupt); a worker also exits when the
+training process dies (even by SIGKILL). Scripts that stream with workers need the
+``if __name__ == "__main__":`` guard: workers are spawned, and re-import the main module.
+A worker's error, or its death, is raised in the training process as :class:`StreamError`.
 
 Preprocessing (as torchvision's ImageNet references): train = ``RandomResizedCrop(resize,
 scale=(0.08, 1), ratio=(3/4, 4/3))`` + horizontal flip (``dataset.augment``); eval (and train
@@ -25,24 +37,33 @@ streaming cannot measure the train split's statistics.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import io
 import math
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
+import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
 import jaxclf.data.builders  # noqa: F401  (registers the offline builders with TFDS)
+from jaxclf.data.input_pipeline import train_indices
 
 AUGMENTATIONS = ("random_resized_crop", "flip")
 CROP_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop defaults (Szegedy et al. 2015)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
 T = TypeVar("T")
+
+
+class StreamError(RuntimeError):
+    """Reading or preprocessing a streamed batch failed (in a worker, or the worker died)."""
 
 
 def open_source(cfg, split: str):
@@ -164,8 +185,43 @@ def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (mean, std) in [0, 1] units; ``standardize`` needs them in the config."""
+    if cfg.normalize == "none":
+        return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    if cfg.normalize == "unit":
+        return np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32)
+    if cfg.get("mean") is None or cfg.get("std") is None:
+        raise ValueError(
+            "streaming (dataset.in_memory=False) cannot measure the train split's mean/std: set "
+            "dataset.mean and dataset.std (per channel, in [0, 1] units; ImageNet: "
+            "(0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)), or dataset.normalize='unit' or 'none'"
+        )
+    mean, std = np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(f"dataset.mean/std must have {channels} values (one per channel), got {cfg.mean} / {cfg.std}")
+    return mean, std
+
+
+def normalization_table(mean, std) -> np.ndarray:
+    """``(256 * C,)`` float32: ``(v / 255 - mean[c]) / std[c]`` at ``v * C + c`` for every uint8
+    value ``v`` and channel ``c``, computed as the in-memory path computes its inputs."""
+    values = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    return ((values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32).reshape(-1)
+
+
+def normalize(images, table):
+    """uint8 images (``..., C``) to float32 by a lookup in ``normalization_table``: runs on the
+    device, inside the jitted step (the host sends uint8). A lookup rather than arithmetic:
+    XLA turns division by a constant into multiplication by its reciprocal, one rounding off
+    the host's float path; the table gives the same bits on every backend."""
+    channels = images.shape[-1]
+    return jnp.take(jnp.asarray(table), images.astype(jnp.int32) * channels + jnp.arange(channels, dtype=jnp.int32))
+
+
 class StreamSplit:
-    """One split read by index: ``batch(indices, step)`` decodes and preprocesses a batch.
+    """One split read by index: ``read(indices, step, positions)`` decodes and preprocesses
+    examples. Picklable: worker processes receive it whole and open the files themselves.
 
     ``train=True`` applies ``cfg.augment`` ('random_resized_crop', 'flip'), seeded by
     ``(seed, step, position)``; ``train=False`` (or no augmentation) resizes and center-crops.
@@ -191,8 +247,7 @@ class StreamSplit:
         self.class_names = tuple(getattr(label, "names", None) or ())
         self.mean, self.std = normalization(cfg, self.channels)
         self.source = source if source is not None else open_source(cfg, split)
-        self.num_workers = max(int(cfg.num_workers), 1)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.num_workers = int(cfg.num_workers)
         if len(self.source) == 0:
             raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
 
@@ -204,42 +259,132 @@ class StreamSplit:
     def input_shape(self) -> tuple[int, int, int]:
         return (*self.size, self.channels)
 
-    def example(self, index: int, step: int, position: int) -> tuple[np.ndarray, int]:
-        """One preprocessed example (uint8 HWC) and its label: a pure function of the arguments."""
-        record = self.source[int(index)]
-        image = record[self.image_key]
+    def example(self, image, step: int, position: int) -> np.ndarray:
+        """One encoded image preprocessed (uint8 HWC): a pure function of the arguments."""
         if self.train and self.crop:
             rng = np.random.default_rng((self.seed, step, position))
-            out = preprocess_train(image, rng, self.size, channels=self.channels, flip=self.flip)
-        else:
-            out = preprocess_eval(image, self.size, self.eval_resize, channels=self.channels)
-            if self.train and self.flip and np.random.default_rng((self.seed, step, position)).random() < 0.5:
-                out = out[:, ::-1]
-        return out, int(record[self.label_key])
+            return preprocess_train(image, rng, self.size, channels=self.channels, flip=self.flip)
+        out = preprocess_eval(image, self.size, self.eval_resize, channels=self.channels)
+        if self.train and self.flip and np.random.default_rng((self.seed, step, position)).random() < 0.5:
+            out = out[:, ::-1]
+        return out
 
-    def batch(self, indices, step: int = 0) -> dict[str, np.ndarray]:
-        """``{'inputs': float32 (B, H, W, C) normalised, 'labels': int32 (B,)}``."""
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.num_workers, thread_name_prefix=f"jaxclf-{self.split}")
-        results = list(self._pool.map(lambda a: self.example(a[1], step, a[0]), enumerate(np.asarray(indices).tolist())))
-        images = np.stack([r[0] for r in results])
-        labels = np.asarray([r[1] for r in results], np.int32)
-        bad = (labels < 0) | (labels >= self.num_classes)
+    def read(self, indices, step: int = 0, positions=None, mask=None) -> dict[str, np.ndarray]:
+        """The examples at ``indices``: ``{'inputs': uint8 (R, H, W, C), 'labels': int32 (R,)}``.
+        ``positions``: their positions in the global batch, which seed their augmentation
+        (default ``0..R-1``); rows where ``mask`` is 0 (evaluation padding) are zeros, not read."""
+        indices = np.asarray(indices, np.int64)
+        positions = np.arange(len(indices)) if positions is None else np.asarray(positions)
+        keep = np.ones(len(indices), bool) if mask is None else np.asarray(mask) > 0
+        images = np.zeros((len(indices), *self.input_shape), np.uint8)
+        labels = np.zeros(len(indices), np.int32)
+        for row in np.flatnonzero(keep):
+            index = int(indices[row])
+            try:
+                record = self.source[index]
+                images[row] = self.example(record[self.image_key], step, int(positions[row]))
+                labels[row] = record[self.label_key]
+            except Exception as e:  # name the example: the traceback comes from a worker process
+                raise ValueError(f"dataset {self.name!r} split {self.split!r}: example {index} (step {step}) "
+                                 f"cannot be read and preprocessed: {type(e).__name__}: {e}") from e
+        bad = keep & ((labels < 0) | (labels >= self.num_classes))
         if bad.any():
             raise ValueError(f"split {self.split!r} has labels outside [0, {self.num_classes}), e.g. {labels[bad][:5].tolist()}")
-        inputs = ((images.astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
-        return {"inputs": inputs, "labels": labels}
+        return {"inputs": images, "labels": labels}
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainRows:
+    """Step ``s`` -> ``rows`` of its global batch of ``batch_size`` (``train_indices``), read
+    and augmented: what one process feeds its devices. Pure and picklable (runs in workers)."""
+
+    split: StreamSplit
+    batch_size: int
+    rows: np.ndarray  # positions in the global batch, ascending
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        indices = train_indices(self.split.seed, step, self.batch_size, self.split.num_examples)
+        return self.split.read(indices[self.rows], step, self.rows)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvalRows:
+    """An ``eval_batches`` batch ``(indices, mask)`` -> its ``rows`` read, with their mask."""
+
+    split: StreamSplit
+    rows: np.ndarray
+
+    def __call__(self, batch: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        indices, mask = (np.asarray(a)[self.rows] for a in batch)
+        return {**self.split.read(indices, 0, self.rows, mask), "mask": mask}
+
+
+def _exit_with(sentinel) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _worker_init(index: int, count: int) -> None:
+    """In each worker process, once started: a session of its own (a Ctrl-C or a signal to the
+    job's process group reaches only the training process, which stops its workers), SIGINT
+    ignored, and exit when the training process dies."""
+    del index, count
+    if hasattr(os, "setsid"):
+        os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True, name="jaxclf-parent-watch").start()
+
+
+def _grain_profiling_flag_default() -> None:
+    """Outside an absl app (a script, pytest) grain <= 0.2.18 reads its worker-profiling flag
+    before flags are parsed and raises (google/grain#1355, fixed upstream after 0.2.18): mark
+    that one flag as given, at its default (False), when flags are unparsed."""
+    from absl import flags
+
+    name = "grain_enable_multiprocess_worker_profiling"
+    if name in flags.FLAGS and not flags.FLAGS.is_parsed():
+        flags.FLAGS[name].present = True
+
+
+def stream(make: Callable[[T], Any], items: Sequence[T], num_workers: int, *, what: str) -> Iterator[Any]:
+    """``make(item)`` for each item, in order, built by ``num_workers`` worker processes (0: here).
+
+    A generator: closing it (or its end) stops the workers. An error in ``make``, or a worker's
+    death, is raised here as :class:`StreamError` naming ``what`` was being read. ``make``
+    returns a dict of arrays.
+    """
+    import grain  # here: its import costs every in-memory run a second for nothing
+
+    ds = grain.MapDataset.source(items).map(make).to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    if num_workers:
+        _grain_profiling_flag_default()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=_worker_init)
+    iterator = iter(ds)
+    try:
+        while (out := _next(iterator, what)) is not None:
+            yield out
+    finally:
+        iterator.close()
+
+
+def _next(iterator, what: str) -> dict[str, np.ndarray] | None:
+    """The next element as plain arrays, or None at the end. Copied out of grain's shared
+    memory, so that the segment is freed at once (a device buffer aliasing it would keep it)."""
+    try:
+        return {k: np.array(v) for k, v in next(iterator).items()}
+    except StopIteration:
+        return None
+    except Exception as e:
+        raise StreamError(f"reading {what} failed: {e}") from e
 
 
 @dataclasses.dataclass(frozen=True)
 class StreamDataset:
     """The streaming counterpart of :class:`jaxclf.data.Dataset`: ``train`` (augmented) and the
-    evaluation ``splits``, read on demand."""
+    evaluation ``splits``, read on demand. Batches are uint8 on the host; ``input_dtype`` is
+    the model's (float32, after :func:`normalize` on the device)."""
 
     name: str
     train: StreamSplit
@@ -249,7 +394,7 @@ class StreamDataset:
     mean: Any
     std: Any
     input_shape: tuple[int, ...]
-    input_dtype: Any = np.float32  # decoded images, as the in-memory Dataset's
+    input_dtype: Any = np.float32
     preprocessing: dict = dataclasses.field(default_factory=dict)
 
 
@@ -269,8 +414,8 @@ def check_config(cfg) -> None:
     unknown = set(cfg.augment) - set(AUGMENTATIONS)
     if unknown:
         raise ValueError(f"unknown streaming dataset.augment {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
-    if cfg.num_workers <= 0:
-        raise ValueError(f"dataset.num_workers must be positive, got {cfg.num_workers}")
+    if cfg.num_workers < 0:
+        raise ValueError(f"dataset.num_workers must be >= 0 (worker processes; 0: decode in the training process), got {cfg.num_workers}")
     if cfg.normalize == "standardize" and (cfg.get("mean") is None or cfg.get("std") is None):
         normalization(cfg, 3)  # raises the explanation
 
@@ -281,26 +426,3 @@ def load(cfg, *, seed: int = 0) -> StreamDataset:
     train = StreamSplit(cfg, cfg.train_split, True, seed=seed)
     splits = {name: StreamSplit(cfg, name, False, seed=seed) for name in dict.fromkeys(cfg.eval_splits)}
     return StreamDataset(cfg.name, train, splits, train.num_classes, train.class_names, train.mean, train.std, train.input_shape)
-
-
-def prefetch(thunks: Iterable[Callable[[], T]], depth: int = 1) -> Iterator[T]:
-    """``thunk()`` for each thunk in order, computing up to ``depth`` ahead in a background
-    thread. The results do not depend on timing: each thunk is a pure function."""
-    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxclf-prefetch")
-    pending: collections.deque = collections.deque()
-    thunks = iter(thunks)
-    try:
-        for _ in range(depth):
-            nxt = next(thunks, None)
-            if nxt is not None:
-                pending.append(executor.submit(nxt))
-        while pending:
-            current = pending.popleft()
-            nxt = next(thunks, None)
-            if nxt is not None:
-                pending.append(executor.submit(nxt))
-            yield current.result()
-    finally:
-        for f in pending:
-            f.cancel()
-        executor.shutdown(wait=True)

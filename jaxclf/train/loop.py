@@ -215,23 +215,28 @@ def _build(config, mesh) -> _Program:
                     host, device = table, {k: mesh_lib.global_array(v, repl) for k, v in table.items()}
                 yield device, None
     else:
-        n_train = ds.train.num_examples
         augmentations = ()  # applied on the host by the stream
+        train_rows = mesh_lib.process_rows(sharded, batch_size)  # this process reads only these
+        norm_table = data.streaming.normalization_table(ds.mean, ds.std)
 
-        def fetch(_table, batch, _step):
-            return {**batch, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
-
-        def host_chunk(start, stop):
-            steps = [ds.train.batch(data.train_indices(config.seed, s, batch_size, n_train), s) for s in range(start, stop)]
-            return {k: np.stack([b[k] for b in steps]) for k in steps[0]}
+        def fetch(_table, batch, _step):  # uint8 from the host, normalised here on the device
+            inputs = data.streaming.normalize(batch["inputs"], norm_table)
+            return {**batch, "inputs": inputs, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
 
         def train_inputs(ranges):
-            chunks = data.streaming.prefetch(functools.partial(host_chunk, *r) for r in ranges)
+            if not ranges:
+                return
+            make = data.streaming.TrainRows(ds.train, batch_size, train_rows)
+            steps = range(ranges[0][0], ranges[-1][1])
+            batches = data.streaming.stream(make, steps, ds.train.num_workers, what=f"{ds.name} training batches")
             try:
-                for host in chunks:
-                    yield None, {k: mesh_lib.global_array(v, steps_sharded) for k, v in host.items()}
+                for start, stop in ranges:
+                    chunk = [next(batches) for _ in range(stop - start)]
+                    host = {k: chunk[0][k][None] if len(chunk) == 1 else np.stack([b[k] for b in chunk]) for k in chunk[0]}
+                    yield None, {k: mesh_lib.global_array_from_rows(v, train_rows, steps_sharded, batch_size, 1)
+                                 for k, v in host.items()}
             finally:
-                chunks.close()
+                batches.close()
     example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
 
     @jax.jit
@@ -279,6 +284,7 @@ def _build(config, mesh) -> _Program:
     @functools.partial(jax.jit, out_shardings=repl)
     @cpu.optimize
     def eval_host_batch(state, acc, batch):
+        batch = {**batch, "inputs": data.streaming.normalize(batch["inputs"], norm_table)}
         return eval_set.merge(acc, eval_step(state, jax.lax.with_sharding_constraint(batch, sharded)))
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
@@ -293,10 +299,16 @@ def _build(config, mesh) -> _Program:
                     idx, mask = mesh_lib.global_array(idx, sharded), mesh_lib.global_array(mask, sharded)
                     acc = eval_batch(state, acc, device_data[split], idx, mask)
             else:
-                stream = ds.splits[split]
-                thunks = (lambda i=idx, m=mask: {**stream.batch(i), "mask": m} for idx, mask in batches)
-                for host in data.streaming.prefetch(thunks):
-                    acc = eval_host_batch(state, acc, {k: mesh_lib.global_array(v, sharded) for k, v in host.items()})
+                size = config.train.eval_batch_size
+                rows = mesh_lib.process_rows(sharded, size)
+                make = data.streaming.EvalRows(ds.splits[split], rows)
+                stream = data.streaming.stream(make, list(batches), ds.splits[split].num_workers, what=f"{ds.name} {split}")
+                try:
+                    for host in stream:
+                        acc = eval_host_batch(state, acc, {k: mesh_lib.global_array_from_rows(v, rows, sharded, size)
+                                                           for k, v in host.items()})
+                finally:
+                    stream.close()
             out[split] = acc
         return out
 
