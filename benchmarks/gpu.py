@@ -42,7 +42,9 @@ device call with ``carry=['.whl']`` and (no ``pip install -e``: the machine's ja
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \\
       && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 -m benchmarks.gpu --out $OUT
 
-(about 8 minutes on an H200, most of it compiling; ``--cases`` splits it over two calls).
+About 10 minutes on an H200, most of it compiling, more than one device call may run: split it,
+e.g. ``--cases resnet50,resnet20,vgg11 --no-loop`` in one call, then ``--cases lstm,gru,sketch_rnn
+--merge <the first call's results_gpu.json>`` in the next (that file carried in the checkout).
 """
 
 from __future__ import annotations
@@ -62,14 +64,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# JAX and PyTorch share the GPU in this process: XLA's allocator takes 45% of it, not 75%.
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
 
-from benchmarks import bench_train
-from benchmarks.bench_train import Case, Runner, comparison, count_params, example_batch, measure, memory_summary
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from benchmarks import bench_train  # noqa: E402
+from benchmarks.bench_train import Case, Runner, comparison, count_params, example_batch, measure, memory_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PAPER_SKETCH = dict(enc_hidden=256, dec_hidden=512, z_size=128, num_mixtures=20)
@@ -273,7 +277,8 @@ def _torch_model(gcase: GpuCase, case: Case):
 def torch_runner(gcase: GpuCase, case: Case, batch: int, *, compiled: bool) -> Runner:
     """PyTorch eager (or ``torch.compile``d) steps on the device: ``zero_grad``, forward (under
     bf16 autocast for ``gcase.bf16``) and loss, ``backward``, ``SGD.step`` (foreach). A compiled
-    runner's first 3 steps (compiling, CUDA graph recording) are timed as its compile time."""
+    runner's first 3 steps (compiling, CUDA graph recording) are timed as its compile time.
+    float32 matmuls and convolutions may use TF32 on CUDA, as XLA's default precision does."""
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -283,6 +288,7 @@ def torch_runner(gcase: GpuCase, case: Case, batch: int, *, compiled: bool) -> R
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.cuda.reset_peak_memory_stats(device)
+        allocated = torch.cuda.memory_allocated(device)
     torch.manual_seed(0)
     model, loss_fn = _torch_model(gcase, case)
     x, y = bench_train.to_torch_layout(case, example_batch(case, batch))
@@ -311,14 +317,14 @@ def torch_runner(gcase: GpuCase, case: Case, batch: int, *, compiled: bool) -> R
             torch.cuda.synchronize(device)
 
     info = {"device": str(device), "compiled": compiled, "mode": gcase.compile_mode if compiled else None,
-            "channels_last": x.ndim == 4, "autocast_bf16": gcase.bf16}
-    if compiled:
-        t0 = time.perf_counter()
-        for _ in range(3):
-            run()
-        sync()
-        info["compile_s"] = time.perf_counter() - t0
-    info["peak_memory_bytes"] = (lambda: torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+            "channels_last": x.ndim == 4, "autocast_bf16": gcase.bf16, "tf32": device.type == "cuda"}
+    t0 = time.perf_counter()
+    for _ in range(3):  # compiling and CUDA graph recording under torch.compile; cuDNN autotuning
+        run()
+    sync()
+    info["first_steps_s" if not compiled else "compile_s"] = time.perf_counter() - t0
+    if device.type == "cuda":  # what this runner added to what was allocated before it was built
+        info["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) - allocated
     return Runner(run, sync, num_params, info)
 
 
@@ -340,11 +346,6 @@ def matmul_peak(n: int, *, repeats: int = 5, block: int = 10) -> dict:
         seconds.append((time.perf_counter() - t0) / block)
     s = statistics.median(seconds)
     return {"n": n, "dtype": "bfloat16", "seconds": s, "tflops": 2 * n**3 / s / 1e12, "samples_s": seconds}
-
-
-def _finish_info(info: dict) -> dict:
-    """Resolves lazily read figures (PyTorch's peak memory after its steps ran)."""
-    return {k: (v() if callable(v) else v) for k, v in info.items()}
 
 
 def run_case(gcase: GpuCase, *, quick: bool, peak_tflops: float | None, log=print) -> dict:
@@ -376,7 +377,7 @@ def run_case(gcase: GpuCase, *, quick: bool, peak_tflops: float | None, log=prin
         median = statistics.median(samples[key])
         sides[key] = {"examples_per_s": median, "ms_per_step": 1e3 * batch / median,
                       "tflops": flops * median / batch / 1e12 if flops else None,
-                      "info": _finish_info(r.info), "samples": samples[key]}
+                      "info": dict(r.info), "samples": samples[key]}
         if peak_tflops and sides[key]["tflops"]:
             sides[key]["fraction_of_matmul_peak"] = sides[key]["tflops"] / peak_tflops
     ratios = {key: comparison(f"{case.name}: jaxclf vs {key}", samples["jaxclf"], samples[key], target=1.0,
@@ -455,7 +456,7 @@ def markdown(results: dict) -> str:
     lines += ["Medians of alternating blocks; a ratio is the median of paired per-block ratios jaxclf / other "
               "(> 1: jaxclf faster). TFLOP/s from XLA's cost analysis of the jaxclf step; % peak of the matmul above.",
               "", "| model | batch | jaxclf ms | jaxclf ex/s | TFLOP/s | % peak | compile s | peak MiB "
-              "| flax plain ms (ratio) | torch eager ms (ratio) | torch.compile ms (ratio) | torch.compile s | torch peak MiB |",
+              "| flax plain ms (ratio) | torch eager ms (ratio) | torch.compile ms (ratio) | torch.compile s | torch peak MiB (eager / compile) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in results["cases"]:
         s, r, u = e["sides"], e["ratios"], e["unavailable"]
@@ -474,7 +475,7 @@ def markdown(results: dict) -> str:
                      f"{_fmt(ours['tflops'], '.1f')} | {_fmt(None if frac is None else 100 * frac, '.0f')} | "
                      f"{ours['info']['compile_s']:.1f} | {_mib(mem)} | {other('flax_plain')} | {other('torch_eager')} | "
                      f"{other('torch_compile')} | {_fmt(tc.get('compile_s'), '.1f')} | "
-                     f"{_mib(tc.get('peak_memory_bytes') or te.get('peak_memory_bytes'))} |")
+                     f"{_mib(te.get('peak_memory_bytes'))} / {_mib(tc.get('peak_memory_bytes'))} |")
     notes = sorted({f"{k}: {why}" for e in results["cases"] for k, why in e["unavailable"].items()})
     if notes:
         lines += ["", "Unavailable here: " + "; ".join(notes) + "."]
@@ -495,12 +496,17 @@ def write(results: dict, out: Path) -> None:
     (out / "RESULTS_gpu.md").write_text(markdown(results))
 
 
-def run(*, quick: bool, cases: Sequence[str] | None, loop: bool, out: Path, log=print) -> dict:
-    """Measures the matmul peak, then each case, then the loop; writes after each."""
+def run(*, quick: bool, cases: Sequence[str] | None, loop: bool, out: Path, merge: str | None = None,
+        log=print) -> dict:
+    """Measures the matmul peak, then each case, then the loop; writes after each. ``merge``: a
+    results_gpu.json whose other cases are kept (a run split over several calls)."""
     unknown = set(cases or ()) - {c.key for c in CASES}
     if unknown:
         raise ValueError(f"unknown case(s) {sorted(unknown)}; valid: {', '.join(c.key for c in CASES)}")
     results: dict[str, Any] = {"environment": environment(), "quick": quick, "cases": [], "loop": []}
+    if merge is not None:  # an earlier call's cases (the run split over calls); re-measured ones are replaced
+        earlier = json.loads(Path(merge).read_text())
+        results["cases"] = [e for e in earlier["cases"] if not cases or e["key"] not in cases]
     results["matmul"] = matmul_peak(256 if quick else 8192, repeats=2 if quick else 5)
     log(f"[gpu] bf16 matmul {results['matmul']['n']}^3: {results['matmul']['tflops']:.3g} TFLOP/s")
     write(results, out)
@@ -523,11 +529,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cases", default="", help=f"comma-separated subset of {','.join(c.key for c in CASES)}")
     parser.add_argument("--no-loop", action="store_true", help="skip the training loop vs bare step comparison")
     parser.add_argument("--out", default=str(HERE), help="directory for RESULTS_gpu.md and results_gpu.json")
+    parser.add_argument("--merge", default=None, help="an earlier results_gpu.json whose other cases are kept")
     args = parser.parse_args(argv)
     if not args.quick and not on_gpu():
         parser.error(f"no GPU here (JAX's backend is {jax.default_backend()!r}); use --quick for a dry run")
     results = run(quick=args.quick, cases=[c for c in args.cases.split(",") if c] or None, loop=not args.no_loop,
-                  out=Path(args.out))
+                  out=Path(args.out), merge=args.merge)
     print(markdown(results))
 
 
