@@ -472,7 +472,7 @@ def markdown(results: dict) -> str:
         tc = s.get("torch_compile", {}).get("info", {})
         te = s.get("torch_eager", {}).get("info", {})
         lines.append(f"| {e['name']} | {e['batch']} | {ours['ms_per_step']:.2f} | {ours['examples_per_s']:,.0f} | "
-                     f"{_fmt(ours['tflops'], '.1f')} | {_fmt(None if frac is None else 100 * frac, '.0f')} | "
+                     f"{_fmt(ours['tflops'], '.3g')} | {_fmt(None if frac is None else 100 * frac, '.0f')} | "
                      f"{ours['info']['compile_s']:.1f} | {_mib(mem)} | {other('flax_plain')} | {other('torch_eager')} | "
                      f"{other('torch_compile')} | {_fmt(tc.get('compile_s'), '.1f')} | "
                      f"{_mib(te.get('peak_memory_bytes'))} / {_mib(tc.get('peak_memory_bytes'))} |")
