@@ -8,10 +8,10 @@ against reverse mode through the transposition identity ``<u, J v> = <J^T u, v>`
 vs transpose rules), ``jacfwd`` against ``jacrev``, an exported program against the model
 itself, a Hessian-vector product (forward over reverse) against reverse over reverse.
 
-Sizes are tiny (widths of 4-8, inputs of 8-32 pixels or 5 steps) so that compiling dominates;
-the deepest ImageNet variants (ResNet-101/152) are traced (``jax.make_jaxpr``) rather than
-compiled for forward mode, as are the deeper stacks of blocks already run in a smaller model
-(ResNet-34/32/44/56/110, VGG-13/16/19); every model's export is run.
+Sizes are tiny (widths of 4-8, inputs of 8-32 pixels or 5 steps), so compiling dominates. Forward
+mode is run for one model of each layout and traced (``jax.eval_shape``) for the deeper stacks of
+the same blocks (ResNet-34/32/44/56/110/101/152, VGG-13/16/19); every export is run but the
+deepest ResNets' (101, 152, 110), which are exported, round-tripped and lowered from shapes only.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Spec:
     shape: tuple
     tokens: int = 0  # > 0: integer inputs in [1, tokens) (text models: no input derivative)
     extra: str = ""  # 'targets' (teacher forcing) or 'latent' (rnn_generator's float condition)
-    run: bool = True  # False: forward mode traced only (the deepest ImageNet ResNets)
+    run: bool = True  # False: forward mode traced only (deeper stacks of blocks run in a smaller model)
+    abstract: bool = False  # True: nothing compiled or run, shapes only (the deepest ResNets)
 
 
 IMAGENET = dict(widths=(4, 4, 8, 8))
@@ -60,9 +61,9 @@ SPECS: dict[str, Spec] = {
     "seq2seq": Spec(dict(hidden=8, embed_dim=4), (B, 5, 3), extra="targets"),
     # Forward mode runs for one of each layout (basic/bottleneck, ImageNet/CIFAR stem, with and
     # without batch norm); the deeper stacks of the same blocks are traced (their export runs).
-    **{n: Spec(IMAGENET, (B, 32, 32, 3), run=n in ("resnet18", "resnet50"))
+    **{n: Spec(IMAGENET, (B, 32, 32, 3), run=n in ("resnet18", "resnet50"), abstract=n in ("resnet101", "resnet152"))
        for n in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
-    **{n: Spec(CIFAR, (B, 8, 8, 3), run=n == "resnet20")
+    **{n: Spec(CIFAR, (B, 8, 8, 3), run=n == "resnet20", abstract=n == "resnet110")
        for n in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
     **{n: Spec(VGG, (B, 32, 32, 3), run=n in ("vgg11", "vgg11_bn"))
        for n in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")},
@@ -94,7 +95,11 @@ def _setup(name: str):
         extra["targets"] = jax.random.randint(jax.random.key(1), (B, TARGET_STEPS), 0, NUM_CLASSES)
     elif spec.extra == "latent":
         extra["targets"] = jax.random.randint(jax.random.key(1), (B, TARGET_STEPS), 0, spec.kwargs["vocab_size"])
-    variables = jax.jit(functools.partial(model.init, **extra))(jax.random.key(2), x)
+    init = functools.partial(model.init, **extra)
+    if spec.abstract:  # shapes only: nothing compiled
+        variables = jax.eval_shape(init, jax.random.key(2), x)
+    else:
+        variables = jax.jit(init)(jax.random.key(2), x)
     params = variables["params"]
     rest = {k: v for k, v in variables.items() if k != "params"}
     return model, params, rest, x, extra
@@ -150,13 +155,11 @@ def test_jvp_agrees_with_reverse_mode(name):
         return f(*args)
 
     diff = tuple(primals[i] for i in argnums)
-    tangents = tuple(_normal_like(d, seed=3 + i) for i, d in enumerate(diff))
-    if not SPECS[name].run:
-        out, jv = jax.eval_shape(lambda d, t: jax.jvp(f_diff, d, t), diff, tangents)
-        assert jax.tree.map(lambda a: a.shape, jv) == jax.tree.map(lambda a: a.shape, out)
-        jaxpr = jax.make_jaxpr(jax.jacfwd(f_diff, argnums=len(diff) - 1))(*diff)
-        assert "custom_vjp" not in str(jaxpr)
+    if not SPECS[name].run:  # traced: forward mode has a rule for every operation
+        out, jv = jax.eval_shape(lambda d: jax.jvp(f_diff, d, d), diff)
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), jv) == jax.tree.map(lambda a: (a.shape, a.dtype), out)
         return
+    tangents = tuple(_normal_like(d, seed=3 + i) for i, d in enumerate(diff))
     u = _normal_like(jax.eval_shape(f_diff, *diff), seed=9)
 
     @jax.jit
@@ -189,12 +192,18 @@ def test_jacfwd_equals_jacrev(name, argnum, shape):
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_export_serialise_deserialise_gives_the_models_logits(name):
     """The user's program (``jax.jit`` of the model) exported for this CPU with the default
-    settings, serialised, deserialised and called, gives the model's logits."""
+    settings, serialised, deserialised and called, gives the model's logits. (The deepest ResNets,
+    shapes only: the round trip keeps the module and its signature.)"""
     _, params, _, x, _ = _setup(name)
     f = _forward(name)
     exported = jax.export.export(jax.jit(f))(params, x)
     assert exported.platforms == ("cpu",)
+    assert not _custom_calls(exported.mlir_module())
     restored = jax.export.deserialize(exported.serialize())
+    if SPECS[name].abstract:
+        assert restored.mlir_module() == exported.mlir_module()
+        assert (restored.in_avals, restored.out_avals) == (exported.in_avals, exported.out_avals)
+        return
     ours, ref = jax.jit(lambda p, x: (restored.call(p, x), f(p, x)))(params, x)  # one program to compile
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours, ref)
 
@@ -322,15 +331,15 @@ def test_training_loops_step_function_lowers_to_plain_xla_for_accelerators(smoke
 
 # ----------------------------------------------------------------------------- second order
 
-SECOND_ORDER = ["lenet5", "resnet20", "vgg11_bn", "lstm"]
+SECOND_ORDER = [("lenet5", True), ("conv1d", False), ("resnet20", False), ("lstm", False)]  # (model, also CPU pass)
 
 
-@pytest.mark.parametrize("name", SECOND_ORDER)
-def test_hessian_vector_products_and_gradient_penalty(name):
+@pytest.mark.parametrize("name,cpu_pass", SECOND_ORDER, ids=[s[0] for s in SECOND_ORDER])
+def test_hessian_vector_products_and_gradient_penalty(name, cpu_pass):
     """Forward over reverse (``jax.jvp`` of ``jax.grad``, the cheap Hessian-vector product)
     equals reverse over reverse (``jax.grad`` of ``<grad, v>``), in training mode (batch
     statistics); a gradient penalty ``|d loss / d x|^2`` has the gradient whose directional
-    derivative forward mode gives; and the CPU pass over the HVP program changes nothing."""
+    derivative forward mode gives; and (LeNet-5) the CPU pass over that program changes nothing."""
     model, params, rest, x, _ = _setup(name)
     labels = jnp.arange(B) % NUM_CLASSES
 
@@ -352,5 +361,7 @@ def test_hessian_vector_products_and_gradient_penalty(name):
     close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5 * scale)
     jax.tree.map(close, fwd, rev)
     assert abs(directional - _vdot(grad, v)) <= 1e-5 * float(_norm(grad) * _norm(v))
-    optimized = jax.jit(cpu.optimize(second_order))(params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(_norm(b))), optimized, out)
+    if cpu_pass:  # oneDNN's convolutions in a forward-over-reverse program
+        for got, want in zip(jax.jit(cpu.optimize(second_order))(params), out):
+            tol = 1e-5 * float(_norm(want))  # of the whole tree: some leaves are round-off around 0
+            jax.tree.map(lambda a, b, tol=tol: np.testing.assert_allclose(a, b, rtol=1e-4, atol=tol), got, want)
