@@ -16,8 +16,10 @@ The jaxclf step is ``benchmarks.bench_train``'s (the library's ``make_steps``, j
 XLA's own convolutions). Each is timed against ``bench_train``'s PyTorch twins (torchvision's
 ResNet-50) in eager mode and under ``torch.compile`` (``mode="reduce-overhead"``, CUDA graphs,
 for the small models; the default mode for ResNet-50), and ResNet-50 also against
-``FlaxResNet`` below, written as flax's ImageNet example writes it. The parameter counts are
-asserted equal.
+``flax_resnet()`` below, written as flax's ImageNet example writes it. The parameter counts are
+asserted equal. Both frameworks share the GPU: XLA's allocator gets 45% of it
+(``XLA_PYTHON_CLIENT_MEM_FRACTION``, unless set); PyTorch may use TF32 for float32 matmuls and
+convolutions, as XLA does by default.
 
 Figures: throughput medians over alternating blocks (``bench_train.measure``) and paired ratios
 (``bench_train.comparison``); the step's FLOPs (XLA's cost analysis of the jaxclf step, the
@@ -42,9 +44,10 @@ device call with ``carry=['.whl']`` and (no ``pip install -e``: the machine's ja
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \\
       && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 -m benchmarks.gpu --out $OUT
 
-About 10 minutes on an H200, most of it compiling, more than one device call may run: split it,
-e.g. ``--cases resnet50,resnet20,vgg11 --no-loop`` in one call, then ``--cases lstm,gru,sketch_rnn
---merge <the first call's results_gpu.json>`` in the next (that file carried in the checkout).
+Not yet timed on a GPU; estimated at about 10 minutes on an H200 (mostly compiling), more than one
+device call allows (600 s): split it, e.g. ``--cases resnet50,resnet20,vgg11 --no-loop`` in one
+call, then ``--cases lstm,gru,sketch_rnn --merge <the first call's results_gpu.json, copied into
+the checkout>`` in the next.
 """
 
 from __future__ import annotations
