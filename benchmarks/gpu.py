@@ -507,8 +507,8 @@ def run(*, quick: bool, cases: Sequence[str] | None, loop: bool, out: Path, merg
     if unknown:
         raise ValueError(f"unknown case(s) {sorted(unknown)}; valid: {', '.join(c.key for c in CASES)}")
     results: dict[str, Any] = {"environment": environment(), "quick": quick, "cases": [], "loop": []}
-    if merge is not None:  # an earlier call's cases (the run split over calls); re-measured ones are replaced
-        earlier = json.loads(Path(merge).read_text())
+    earlier = json.loads(Path(merge).read_text()) if merge else {}
+    if earlier:  # an earlier call's cases (the run split over calls); re-measured ones are replaced
         results["cases"] = [e for e in earlier["cases"] if not cases or e["key"] not in cases]
     results["matmul"] = matmul_peak(256 if quick else 8192, repeats=2 if quick else 5)
     log(f"[gpu] bf16 matmul {results['matmul']['n']}^3: {results['matmul']['tflops']:.3g} TFLOP/s")
@@ -521,7 +521,7 @@ def run(*, quick: bool, cases: Sequence[str] | None, loop: bool, out: Path, merg
     if loop:
         results["loop"] = run_loop(quick=quick, log=log)
     else:
-        results["loop"] = [{"kind": "loop", "skipped": "not requested (--no-loop)"}]
+        results["loop"] = earlier.get("loop") or [{"kind": "loop", "skipped": "not requested (--no-loop)"}]
     write(results, out)
     return results
 
