@@ -102,6 +102,8 @@ def _setup(name: str):
         variables = jax.jit(init)(jax.random.key(2), x)
     params = variables["params"]
     rest = {k: v for k, v in variables.items() if k != "params"}
+    if spec.abstract:  # closed over by _forward: constants (batch statistics; shapes are what count)
+        rest = jax.tree.map(lambda a: jnp.ones(a.shape, a.dtype), rest)
     return model, params, rest, x, extra
 
 
