@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/lenet5_digits
 
-.PHONY: demo test test-interop bench install install-test clean
+.PHONY: demo test test-interop bench bench-gpu install install-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ test-interop: install-test
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	nice -n 5 $(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# jaxclf vs PyTorch eager and torch.compile (and ResNet-50 vs a plain Flax ResNet-50) on a CUDA
+# GPU, with the bf16 matmul peak, compile times, peak memory and the loop vs its bare step:
+# writes benchmarks/RESULTS_gpu.md and benchmarks/results_gpu.json. Runs with $(PYTHON) as it
+# is (no venv, no install: it needs jax with CUDA, flax, optax, orbax, torch and torchvision,
+# no TensorFlow). BENCH_GPU_ARGS=--quick: a dry run at tiny sizes that also works on a CPU.
+# On the lent device machine (no make there, no pip install -e): bring the wheels it lacks with
+# `bash ../shared/device/wheels.sh`, carry .whl, and run
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 -m benchmarks.gpu --out $OUT
+bench-gpu:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m benchmarks.gpu $(BENCH_GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

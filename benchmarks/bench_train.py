@@ -306,16 +306,16 @@ def torch_twins() -> dict[str, Callable]:
             b, t, _ = s.shape
             lengths = (torch.cumsum(s[..., 4] > 0.5, 1) == 0).sum(1)
             last = (lengths - 1).clamp(min=0)
-            steps = torch.arange(t)[None]
+            steps = torch.arange(t, device=s.device)[None]
             rev = torch.where(steps <= last[:, None], last[:, None] - steps, steps)
-            rows = torch.arange(b)
+            rows = torch.arange(b, device=s.device)
             h_fwd = self.enc_fwd(with_ones(s))[0][rows, last]
             h_bwd = self.enc_bwd(with_ones(s[rows[:, None], rev]))[0][rows, last]
             summary = torch.cat([h_fwd, h_bwd], -1)
             mu, logvar = self.z_mu(summary), self.z_logvar(summary)
             z = mu + torch.exp(logvar / 2) * torch.randn_like(mu)
             c0, h0 = torch.tanh(self.z_to_state(z)).chunk(2, -1)
-            start = torch.tensor([0.0, 0, 1, 0, 0]).expand(b, 1, 5)
+            start = torch.tensor([0.0, 0, 1, 0, 0], device=s.device).expand(b, 1, 5)
             inputs = torch.cat([start, s[:, :-1], ], 1)
             inputs = torch.cat([inputs, z[:, None].expand(b, t, z.shape[-1])], -1)
             y, _ = self.dec(with_ones(inputs), (h0[None].contiguous(), c0[None].contiguous()))
@@ -343,9 +343,11 @@ def torch_twins() -> dict[str, Callable]:
         "lenet5": lambda case: (LeNet5(case.num_classes), classify),
         "resnet20": lambda case: (ResNet20(case.num_classes), classify),
         "vgg11": lambda case: (VGG11(case.num_classes), classify),
-        "lstm": lambda case: (Recurrent("lstm", case.num_classes, case.input_shape[-1]), classify),
-        "rnn_classifier": lambda case: (Recurrent("gru", case.num_classes, case.input_shape[-1]), classify),
-        "sketch_rnn": lambda case: (SketchRNN(**SKETCH), lambda model, x, y, step: sketch_loss(model, x, step)),
+        "lstm": lambda case: (Recurrent("lstm", case.num_classes, case.input_shape[-1], case.model_kwargs["hidden"]),
+                               classify),
+        "rnn_classifier": lambda case: (Recurrent("gru", case.num_classes, case.input_shape[-1],
+                                                   case.model_kwargs["hidden"]), classify),
+        "sketch_rnn": lambda case: (SketchRNN(**case.model_kwargs), lambda model, x, y, step: sketch_loss(model, x, step)),
     }
 
 

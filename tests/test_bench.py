@@ -140,3 +140,33 @@ def test_input_section_reports_rates_and_cores():
     assert "| stream, 2 workers | 400 | 2.5 | 2.0 |" in md
     assert "One core decodes and crops 200 img/s (images per second of CPU time" in md and "needs about 34 such cores" in md
     assert run._input_section([]) == []
+
+
+def test_gpu_benchmark_dry_run_writes_its_report(tmp_path):
+    """``benchmarks.gpu --quick`` (the dry run ``make bench-gpu`` offers off a GPU) measures the
+    jaxclf side for real, PyTorch eager on the CPU if installed (else marked unavailable), and
+    writes both report files, which say they hold no GPU figures."""
+    from benchmarks import gpu
+
+    with pytest.raises(ValueError, match="unknown case.*valid: resnet50"):
+        gpu.run(quick=True, cases=["resnet51"], loop=False, out=tmp_path)
+    gpu.main(["--quick", "--cases", "lstm", "--no-loop", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results_gpu.json").read_text())
+    assert results["quick"] is True and results["environment"]["versions"]["jax"]
+    assert results["matmul"]["n"] == 256 and results["matmul"]["tflops"] > 0
+    (entry,) = results["cases"]
+    assert entry["key"] == "lstm" and entry["batch"] == 2 and entry["flops_per_step"] > 0
+    ours = entry["sides"]["jaxclf"]
+    assert ours["examples_per_s"] > 0 and len(ours["samples"]) >= 2
+    assert ours["info"]["compile_s"] > 0 and ours["info"]["memory"]["peak_bytes"] > 0
+    assert ours["tflops"] * 1e12 == pytest.approx(entry["flops_per_step"] * ours["examples_per_s"] / entry["batch"])
+    assert ours["fraction_of_matmul_peak"] == pytest.approx(ours["tflops"] / results["matmul"]["tflops"])
+    assert "torch.compile is measured on CUDA only" in entry["unavailable"]["torch_compile"]
+    if "torch_eager" in entry["sides"]:  # paired ratio of the same blocks
+        eager = entry["sides"]["torch_eager"]["samples"]
+        assert entry["ratios"]["torch_eager"]["ratio"] == statistics.median(a / b for a, b in zip(ours["samples"], eager))
+    else:
+        assert "torch" in entry["unavailable"]["torch_eager"]
+    assert results["loop"] == [{"kind": "loop", "skipped": "not requested (--no-loop)"}]
+    report = (tmp_path / "RESULTS_gpu.md").read_text()
+    assert "not GPU figures" in report and "| LSTM 128, 5 steps | 2 |" in report
