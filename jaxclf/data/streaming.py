@@ -185,24 +185,6 @@ def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def normalization(cfg, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (mean, std) in [0, 1] units; ``standardize`` needs them in the config."""
-    if cfg.normalize == "none":
-        return np.zeros(channels, np.float32), np.ones(channels, np.float32)
-    if cfg.normalize == "unit":
-        return np.full(channels, 0.5, np.float32), np.full(channels, 0.5, np.float32)
-    if cfg.get("mean") is None or cfg.get("std") is None:
-        raise ValueError(
-            "streaming (dataset.in_memory=False) cannot measure the train split's mean/std: set "
-            "dataset.mean and dataset.std (per channel, in [0, 1] units; ImageNet: "
-            "(0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)), or dataset.normalize='unit' or 'none'"
-        )
-    mean, std = np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
-    if mean.shape != (channels,) or std.shape != (channels,):
-        raise ValueError(f"dataset.mean/std must have {channels} values (one per channel), got {cfg.mean} / {cfg.std}")
-    return mean, std
-
-
 def normalization_table(mean, std) -> np.ndarray:
     """``(256 * C,)`` float32: ``(v / 255 - mean[c]) / std[c]`` at ``v * C + c`` for every uint8
     value ``v`` and channel ``c``, computed as the in-memory path computes its inputs."""
