@@ -308,3 +308,16 @@ def test_tune_scans_plain_cells_and_leaves_other_models():
     assert lstm.hoist and not cpu.tune(lstm).hoist
     lenet = models.create("lenet5", num_classes=3)
     assert cpu.tune(lenet) is lenet
+
+
+def test_an_optimized_function_transformed_from_outside_is_still_right():
+    """``optimize`` belongs outermost, but jax.grad / jax.vmap / jax.jvp of an optimized
+    function fall back to the original operations instead of failing."""
+    x = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 4, 5))
+    f = lambda x, w: jnp.sum(nn.max_pool(jnp.tanh(lax.conv_general_dilated(  # noqa: E731
+        x, w, (1, 1), "SAME", dimension_numbers=NHWC)), (2, 2), (2, 2)) ** 2)
+    fast = cpu.optimize(f)
+    _assert_close([jax.jit(jax.vmap(jax.grad(fast, argnums=(0, 1)), (0, None)))(x, w)],
+                  [jax.jit(jax.vmap(jax.grad(f, argnums=(0, 1)), (0, None)))(x, w)])
+    _assert_close(jax.jvp(fast, (x[0], w), (x[1], w)), jax.jvp(f, (x[0], w), (x[1], w)))

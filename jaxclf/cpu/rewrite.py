@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import jax
 from jax.extend import core
-from jax.interpreters import mlir
+from jax.interpreters import ad, batching, mlir
 
 # primitive name -> select(params, avals_in, avals_out, context) -> implementation or None.
 # Filled by jaxclf.cpu.conv and jaxclf.cpu.pool.
@@ -63,6 +63,26 @@ def _cpu(ctx, *args, base, base_params):
 
 mlir.register_lowering(cpu_kernel_p, _original)
 mlir.register_lowering(cpu_kernel_p, _cpu, platform="cpu")
+
+
+# Transformed from outside (``jax.grad(cpu.optimize(f))``, ``jax.vmap``), a marked eqn is the
+# original op again: the rules are the original primitive's, so the result is right but not
+# rewritten (apply ``optimize`` outermost, inside jit, to get the CPU rewrites).
+def _jvp(primals, tangents, *, base, base_params):
+    return ad.primitive_jvps[base](primals, tangents, **dict(base_params))
+
+
+def _transpose(cotangent, *args, base, base_params):
+    return ad.primitive_transposes[base](cotangent, *args, **dict(base_params))
+
+
+def _batch(axis_data, args, dims, *, base, base_params):
+    return batching.fancy_primitive_batchers[base](axis_data, args, dims, **dict(base_params))
+
+
+ad.primitive_jvps[cpu_kernel_p] = _jvp
+ad.primitive_transposes[cpu_kernel_p] = _transpose
+batching.fancy_primitive_batchers[cpu_kernel_p] = _batch
 
 
 def _rewrite_value(value):
