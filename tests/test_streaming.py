@@ -125,6 +125,6 @@ def test_tfrecord_dataset_and_missing_stats_are_clear_errors(tmp_path):
     c.dataset.mean = None
     with pytest.raises(ValueError, match="dataset.mean and dataset.std"):
         config_lib.validate(c)
-    c = stream_config(tfds_dir, augment=("random_crop",))
+    c = stream_config(str(tmp_path), augment=("random_crop",))
     with pytest.raises(ValueError, match="random_resized_crop"):
         config_lib.validate(c)
