@@ -84,13 +84,14 @@ def test_every_registered_model_has_a_spec():
 def _setup(name: str):
     """(model, params, other variables, input, extra call kwargs) of ``name``, built once."""
     spec = SPECS[name]
-    model = models.create(name, num_classes=NUM_CLASSES, **spec.kwargs)
+    classes = {"num_classes": NUM_CLASSES} if "num_classes" in models.describe(name) else {}
+    model = models.create(name, **classes, **spec.kwargs)
     key = jax.random.key(0)
     if spec.tokens:
         x = jax.random.randint(key, spec.shape, 1, spec.tokens)
     else:
         x = jax.random.normal(key, spec.shape)
-    extra = {}
+    extra = {"train": False}
     if spec.extra == "targets":
         extra["targets"] = jax.random.randint(jax.random.key(1), (B, TARGET_STEPS), 0, NUM_CLASSES)
     elif spec.extra == "latent":
