@@ -72,8 +72,8 @@ def test_split_slices_partition_the_split(smoke_config):
 
 
 def test_unknown_split_names_the_splits(smoke_config):
-    smoke_config.dataset.eval_splits = ("validation",)
-    with pytest.raises(ValueError, match=r"dataset 'digits' has no split 'validation' .*its splits: (train, test|test, train)"):
+    smoke_config.dataset.eval_splits = ("valid",)
+    with pytest.raises(ValueError, match=r"dataset 'digits' has no split 'valid' .*its splits: (train, test|test, train)"):
         data.load(smoke_config.dataset)
 
 

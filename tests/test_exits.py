@@ -253,14 +253,15 @@ def test_summary_with_an_input_the_model_cannot_take_is_one_line():
 
 LEFT_RUNNING = """
 import jax, jax.numpy as jnp
-from jaxclf import models
-model = models.create("lenet5", num_classes=10)  # oneDNN convolutions on one CPU device
+from jaxclf import cpu, models
+model = models.create("lenet5", num_classes=10)
 x = jnp.ones((512, 32, 32, 1))
-params = model.init(jax.random.key(0), x[:1])
+params = model.init(jax.random.key(0), x[:1], train=False)
 @jax.jit
+@cpu.optimize  # oneDNN convolutions on one CPU device
 def forward(params, x):
     for _ in range(8):
-        x = x + 1e-3 * model.apply(params, x).mean()
+        x = x + 1e-3 * model.apply(params, x, train=False).mean()
     return x
 forward(params, x).block_until_ready()
 outputs = [forward(params, x) for _ in range(30)]  # still running when the script ends

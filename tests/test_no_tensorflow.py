@@ -55,6 +55,6 @@ def test_training_run_never_imports_tensorflow(tmp_path):
     out = run_python(RUN, str(workdir), str(tmp_path / "tfds"), str(image))
     assert "TENSORFLOW False" in out, out
     assert list((tmp_path / "tfds" / "digits").glob("*/digits-train.array_record*"))
-    assert list((workdir / "tensorboard" / "test").glob("events.out.tfevents.*"))
+    assert list((workdir / "tensorboard" / "validation").glob("events.out.tfevents.*"))
     assert (workdir / "report" / "report.md").exists()
     assert "digit.png" in out  # the prediction line

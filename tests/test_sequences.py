@@ -21,6 +21,7 @@ def test_mnist1d_builder_is_the_generated_dataset(smoke_config):
 
     cfg = smoke_config.dataset
     cfg.name, cfg.image_key, cfg.resize, cfg.normalize = "mnist1d", "sequence", None, "none"
+    cfg.validation_fraction, cfg.test_splits, cfg.eval_splits = 0.0, (), ("test",)
     ds = data.load(cfg)
     assert {k: v.num_examples for k, v in ds.splits.items()} == {"train": 4000, "test": 1000}
     assert ds.input_shape == (40, 1)

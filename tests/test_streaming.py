@@ -42,6 +42,8 @@ def stream_config(data_dir, **dataset):
     c.dataset.mean, c.dataset.std = (0.3,), (0.4,)
     c.dataset.augment = ("random_resized_crop", "flip")
     c.dataset.num_workers = 1
+    # streaming does not carve a validation split: evaluate on test during training
+    c.dataset.validation_fraction, c.dataset.test_splits, c.dataset.eval_splits = 0.0, (), ("test",)
     for k, v in dataset.items():
         c.dataset[k] = v
     c.train.progress = False
@@ -307,7 +309,8 @@ train_and_evaluate(config, args["workdir"])
 def run_driver(workdir, data_dir, log, num_processes):
     c = stream_config(data_dir)
     overrides = {f"dataset.{k}": c.dataset[k] for k in ("data_dir", "in_memory", "resize", "eval_resize", "mean", "std",
-                                                          "augment", "num_workers")}
+                                                          "augment", "num_workers", "validation_fraction",
+                                                          "test_splits", "eval_splits")}
     overrides |= {f"train.{k}": c.train[k] for k in ("progress", "batch_size", "eval_batch_size", "num_steps",
                                                       "steps_per_call", "log_every", "eval_every", "checkpoint_every")}
     overrides["eval.report"] = False
@@ -381,7 +384,8 @@ def test_ctrl_c_and_sigkill_leave_no_worker_behind(array_record_dir, tmp_path):
                "--config.dataset.mean=(0.3,)", "--config.dataset.std=(0.4,)", "--config.dataset.num_workers=2",
                "--config.train.progress=False", "--config.train.num_steps=100000", "--config.train.batch_size=16",
                "--config.train.log_every=50", "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000",
-               "--config.eval.report=False"]
+               "--config.eval.report=False", "--config.dataset.validation_fraction=0.0",
+               "--config.dataset.test_splits=()", "--config.dataset.eval_splits=('test',)"]
     run = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)  # its own process group, signalled as a terminal would
     workers = started_workers(run)  # (while a worker starts, it is in the group: SIGINT would kill it)

@@ -114,7 +114,8 @@ def test_evaluation_counts_every_example_once(smoke_config, tmp_path):
     assert results["test"]["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-5)
 
 
-def test_four_devices_match_one(smoke_config, tmp_path):
+def test_four_devices_match_one(smoke_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXCLF_CONV", "xla")  # one device would run oneDNN's convolutions: other sums
     one = train_and_evaluate(smoke_config, tmp_path / "one", devices=jax.devices()[:1])
     four = train_and_evaluate(smoke_config, tmp_path / "four", devices=jax.devices()[:4])
     assert len(jax.devices()) >= 4
