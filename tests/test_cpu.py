@@ -218,11 +218,11 @@ def _ops(mlir_text: str) -> dict[str, int]:
     return counts
 
 
-def test_onednn_runs_on_one_device_only(conv_setting):
+def test_onednn_runs_on_one_device_only(monkeypatch):
     """The custom calls have no partitioning rule: a program over several devices keeps XLA's
     convolutions (this session has 4 simulated CPU devices)."""
-    if conv_setting == "xla":
-        pytest.skip("oneDNN is off")
+    assert onednn.load_error() is None, onednn.load_error()
+    monkeypatch.setenv(onednn.SETTING, "auto")
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     x = jax.device_put(jnp.ones((4, 8, 8, 4)), sharded)
