@@ -151,7 +151,8 @@ def jaxclf_runner(case: Case, batch: int) -> Runner:
     from jaxclf import cpu, models
     from jaxclf.train import state as state_lib
 
-    model = models.create(case.model, num_classes=case.num_classes, **case.model_kwargs)
+    classes = {"num_classes": case.num_classes} if "num_classes" in models.describe(case.model) else {}
+    model = models.create(case.model, **classes, **case.model_kwargs)
     if jax.default_backend() == "cpu":
         model = cpu.tune(model)
     tx = bench_train._optimizer()
