@@ -131,10 +131,10 @@ class _Recorder:
                 self.first_train = self.first_train or time.time()
                 return train(*a, **k)
 
-            def timed_evaluate(state):
+            def timed_evaluate(state, *args, **kwargs):
                 jax.block_until_ready(state)  # pending train steps are not eval time
                 t0 = time.time()
-                out = jax.block_until_ready(evaluate(state))
+                out = jax.block_until_ready(evaluate(state, *args, **kwargs))
                 self.evals.append((t0, time.time()))
                 return out
 
