@@ -1,4 +1,4 @@
-"""Throughput of the streaming input pipeline (``jaxclf.data.streaming``) on ImageNet-like
+"""Throughput of the streaming input pipeline (``jaxclf.data.stream``) on ImageNet-like
 JPEGs, and the host cores one accelerator would need.
 
     python -m benchmarks.bench_input [--quick] [--images 256] [--batch 64] [--steps 12]
@@ -100,7 +100,7 @@ def dataset_config(data_dir: Path, workers: int):
 
 def measure(data_dir: Path, workers: int, batch: int, steps: int) -> dict:
     """Images/s of ``steps`` training batches through ``stream`` with ``workers`` workers."""
-    from jaxclf.data import streaming
+    from jaxclf.data import stream
 
     split = streaming.StreamSplit(dataset_config(data_dir, workers), "train", True, seed=0)
     make = streaming.TrainRows(split, batch, np.arange(batch))

@@ -114,9 +114,9 @@ class _Recorder:
 
     @contextlib.contextmanager
     def patched(self):
-        from jaxclf.train import loop, state as state_lib
+        from jaxclf.train import loop, steps as steps_lib
 
-        build, make_steps = loop._build, state_lib.make_steps
+        build, make_steps = loop._build, steps_lib.make_steps
 
         def steps(*args, **kwargs):
             out = make_steps(*args, **kwargs)
@@ -142,11 +142,11 @@ class _Recorder:
             return self.program
 
         jax.monitoring.register_event_time_span_listener(self.on_span)
-        loop._build, state_lib.make_steps = wrapped_build, steps
+        loop._build, steps_lib.make_steps = wrapped_build, steps
         try:
             yield self
         finally:
-            loop._build, state_lib.make_steps = build, make_steps
+            loop._build, steps_lib.make_steps = build, make_steps
             jax.monitoring.unregister_event_time_span_listener(self.on_span)
 
 

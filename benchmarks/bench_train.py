@@ -4,7 +4,7 @@
 
 One training step = forward + backward + SGD with momentum 0.9 at batch 128. The JAX side is
 the library's own path: ``jaxclf.models.create`` -> ``jaxclf.train.optim.optimizer`` ->
-``jaxclf.train.state.init_state`` + ``make_steps`` (its train step also computes the batch's
+``jaxclf.train.steps.init_state`` + ``make_steps`` (its train step also computes the batch's
 metric state and the global gradient norm, as in every training run), jitted
 with the state donated, as the training loop does. Sketch-RNN trains with its own loss
 (``jaxclf.models.sketch_rnn.loss_fn``, task 'generative' in ``make_steps``), with the same
@@ -141,14 +141,14 @@ def _optimizer():
 def jax_step_fn(case: Case, model, tx, key) -> Callable:
     """The pure ``(state, batch) -> (state, stats)`` the library trains ``case`` with."""
     from jaxclf import metrics, models
-    from jaxclf.train import state as state_lib
+    from jaxclf.train import steps as steps_lib
 
     if case.kind == "sketch":  # the loop's task 'generative': the model's own loss
-        objective = models.objective(case.model, model)
-        return state_lib.make_steps(model, tx, metrics.means(models.objective_scalars(case.model)), task="generative",
-                                    key=key, family_objective=objective)[0]
+        family_loss = models.loss(case.model, model)
+        return steps_lib.make_steps(model, tx, metrics.means(models.loss_scalars(case.model)), task="generative",
+                                    key=key, family_loss=family_loss)[0]
     metric_set = metrics.collection(("accuracy",), num_classes=case.num_classes)
-    return state_lib.make_steps(model, tx, metric_set, task="multiclass", key=key)[0]
+    return steps_lib.make_steps(model, tx, metric_set, task="multiclass", key=key)[0]
 
 
 def count_params(params) -> int:
@@ -170,7 +170,7 @@ def jax_runner(case: Case, batch: int, *, compile_only: bool = False) -> Runner:
     """Builds ``case`` with jaxclf, compiles its step ahead of time (timed) and returns a
     Runner that feeds each step's donated state into the next."""
     from jaxclf import cpu, models
-    from jaxclf.train import state as state_lib
+    from jaxclf.train import steps as steps_lib
 
     classes = {"num_classes": case.num_classes} if "num_classes" in models.describe(case.model) else {}
     model = models.create(case.model, **classes, **case.model_kwargs)
@@ -180,7 +180,7 @@ def jax_runner(case: Case, batch: int, *, compile_only: bool = False) -> Runner:
     init_key, step_key = jax.random.split(jax.random.key(0))
     host = example_batch(case, batch)
     example = jnp.zeros((1, *case.input_shape), jnp.float32)
-    init = functools.partial(state_lib.init_state, model, tx, example, init_key)
+    init = functools.partial(steps_lib.init_state, model, tx, example, init_key)
     step = jax.jit(cpu.optimize(jax_step_fn(case, model, tx, step_key)), donate_argnums=0)
     if compile_only:  # shapes only: nothing is allocated
         state = jax.eval_shape(init)

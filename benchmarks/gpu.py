@@ -149,7 +149,7 @@ def _flops(compiled) -> float | None:
 def jaxclf_runner(case: Case, batch: int) -> Runner:
     """``bench_train``'s jaxclf step (the library's own path), compiled ahead of time."""
     from jaxclf import cpu, models
-    from jaxclf.train import state as state_lib
+    from jaxclf.train import steps as steps_lib
 
     classes = {"num_classes": case.num_classes} if "num_classes" in models.describe(case.model) else {}
     model = models.create(case.model, **classes, **case.model_kwargs)
@@ -158,7 +158,7 @@ def jaxclf_runner(case: Case, batch: int) -> Runner:
     tx = bench_train._optimizer()
     init_key, step_key = jax.random.split(jax.random.key(0))
     example = jnp.zeros((1, *case.input_shape), jnp.float32)
-    state = jax.jit(functools.partial(state_lib.init_state, model, tx, example, init_key))()
+    state = jax.jit(functools.partial(steps_lib.init_state, model, tx, example, init_key))()
     data = jax.device_put(example_batch(case, batch))
     step = jax.jit(cpu.optimize(bench_train.jax_step_fn(case, model, tx, step_key)), donate_argnums=0)
     info: dict = {}

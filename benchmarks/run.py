@@ -234,7 +234,7 @@ def _input_section(rows: list[dict]) -> list[str]:
     first = rows[0]
     lines = ["## Streaming input pipeline (bench_input.py)", "",
              f"{first['images']} JPEGs of 500x375 made locally (mean {first['jpeg_bytes_mean'] / 1e3:.0f} KB), read from "
-             "TFDS ArrayRecord files with `tfds.data_source` and `jaxclf.data.streaming` as a training run reads them: "
+             "TFDS ArrayRecord files with `tfds.data_source` and `jaxclf.data.stream` as a training run reads them: "
              f"batches of {first['batch']}, PIL decode, random-resized crop to 224 + flip, uint8; images/s after the "
              "first batch (worker start-up apart).", "",
              "| pipeline | images/s | first batch s | load (1 min) |", "|---|---:|---:|---:|"]

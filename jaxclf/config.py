@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.split_seed = 0
     c.dataset.on_bad_file = "skip"  # image_folder: skip (and list) | error on unreadable files
     c.dataset.allow_single_class = False  # image_folder: True trains on a folder of one class
-    # False: stream from TFDS ArrayRecord files (jaxclf.data.streaming; datasets too large for
+    # False: stream from TFDS ArrayRecord files (jaxclf.data.stream; datasets too large for
     # memory, e.g. ImageNet): needs resize, explicit mean/std; augment: random_resized_crop, flip.
     c.dataset.in_memory = True
     c.dataset.eval_resize = 0  # streaming eval: shorter side to this, then center crop `resize`; 0: resize whole
@@ -77,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.transfer.backbone_lr_factor = 0.1  # lr multiplier of the frozen paths once they train
     c.transfer.freeze_batch_stats = False  # batch norm in inference mode while training
 
-    # task 'generative': keyword arguments of the model family's own loss (jaxclf.models.objective).
+    # task 'generative': keyword arguments of the model family's own loss (jaxclf.models.loss).
     c.loss = ml_collections.ConfigDict()
 
     c.optim = ml_collections.ConfigDict()
@@ -185,7 +185,7 @@ def validate(config) -> None:
 
         cells.make_cell(model.cell, 1, options=model.cell_options)  # raises naming the cell's options
     if config.task == "generative":
-        valid = models.objective_scalars(config.model.name)
+        valid = models.loss_scalars(config.model.name)
         unknown = sorted(set(config.metrics) - set(valid))
         if unknown:
             raise ValueError(f"model {config.model.name!r} does not log {unknown}; it logs: {', '.join(valid)}")
@@ -198,12 +198,12 @@ def validate(config) -> None:
             raise ValueError(
                 f"unknown dataset.augment {sorted(unknown_aug)}; valid: "
                 f"{', '.join(data.input_pipeline.AUGMENTATIONS)} "
-                f"(streaming, dataset.in_memory=False: {', '.join(data.streaming.AUGMENTATIONS)})"
+                f"(streaming, dataset.in_memory=False: {', '.join(data.stream.AUGMENTATIONS)})"
             )
         if config.dataset.eval_resize:
             raise ValueError("dataset.eval_resize applies to streaming only (dataset.in_memory=False)")
     else:
-        data.streaming.check_config(config.dataset)
+        data.stream.check_config(config.dataset)
     if not 0.0 <= config.dataset.validation_fraction < 1.0:
         raise ValueError(f"dataset.validation_fraction must be in [0, 1), got {config.dataset.validation_fraction}")
     if config.dataset.validation_fraction and not config.dataset.in_memory:

@@ -274,7 +274,7 @@ def _train_step(name: str):
     """jaxclf's own train step (``state.make_steps``: loss, gradients, SGD momentum, metrics)
     with its initial state and a batch, for a classifier or Sketch-RNN."""
     from jaxclf import metrics
-    from jaxclf.train import optim, state as state_lib
+    from jaxclf.train import optim, steps as steps_lib
     from jaxclf.config import base_config
 
     model, _, _, x, _ = _setup(name)
@@ -282,13 +282,13 @@ def _train_step(name: str):
     cfg.name, cfg.lr, cfg.momentum, cfg.schedule = "momentum", 0.01, 0.9, "constant"
     tx = optim.optimizer(cfg, num_steps=1)
     if name.startswith("sketch_rnn"):
-        task = dict(task="generative", family_objective=models.objective(name, model))
-        metric_set = metrics.means(models.objective_scalars(name))
+        task = dict(task="generative", family_loss=models.loss(name, model))
+        metric_set = metrics.means(models.loss_scalars(name))
     else:
         task = dict(task="multiclass")
         metric_set = metrics.collection(("accuracy",), num_classes=NUM_CLASSES)
-    step = state_lib.make_steps(model, tx, metric_set, key=jax.random.key(5), **task)[0]
-    state = jax.jit(functools.partial(state_lib.init_state, model, tx, x[:1], jax.random.key(6)))()
+    step = steps_lib.make_steps(model, tx, metric_set, key=jax.random.key(5), **task)[0]
+    state = jax.jit(functools.partial(steps_lib.init_state, model, tx, x[:1], jax.random.key(6)))()
     batch = {"inputs": x, "labels": jnp.arange(B) % NUM_CLASSES, "mask": jnp.ones(B)}
     return step, state, batch
 

@@ -17,7 +17,7 @@ from jaxclf import config as config_lib
 from jaxclf import metrics
 from jaxclf.data import builders
 from jaxclf.train import build_model, optim, train_and_evaluate
-from jaxclf.train import state as state_lib
+from jaxclf.train import steps as steps_lib
 
 from conftest import REPO
 
@@ -49,9 +49,9 @@ def test_deep_smoke_variant_traces_a_train_step(name):
     model = build_model(c, 10)
     tx = optim.optimizer(c.optim, c.train.num_steps)
     coll = metrics.collection(c.metrics, num_classes=10, task=c.task)
-    train_step, _ = state_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0))
+    train_step, _ = steps_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0))
     images = jax.ShapeDtypeStruct((c.train.batch_size, 32, 32, 3), jnp.float32)
-    state = jax.eval_shape(lambda x: state_lib.init_state(model, tx, x, jax.random.key(0)), images)
+    state = jax.eval_shape(lambda x: steps_lib.init_state(model, tx, x, jax.random.key(0)), images)
     batch = {
         "inputs": images,
         "labels": jax.ShapeDtypeStruct((c.train.batch_size,), jnp.int32),
@@ -76,10 +76,10 @@ def test_imagenet_smoke_variant_traces_a_train_step(name):
     model = build_model(c, 1000)
     tx = optim.optimizer(c.optim, c.train.num_steps)
     coll = metrics.collection(c.metrics, num_classes=1000, task=c.task)
-    train_step, _ = state_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0), aux_weight=c.train.aux_loss_weight)
+    train_step, _ = steps_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0), aux_weight=c.train.aux_loss_weight)
     b = c.train.batch_size
     images = jax.ShapeDtypeStruct((b, *c.dataset.resize, 3), jnp.float32)
-    state = jax.eval_shape(lambda x: state_lib.init_state(model, tx, x, jax.random.key(0)), images)
+    state = jax.eval_shape(lambda x: steps_lib.init_state(model, tx, x, jax.random.key(0)), images)
     batch = {"inputs": images, "labels": jax.ShapeDtypeStruct((b,), jnp.int32), "mask": jax.ShapeDtypeStruct((b,), jnp.float32)}
     new_state, stats = jax.eval_shape(train_step, state, batch)
     assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state.params) == jax.tree.map(lambda a: (a.shape, a.dtype), state.params)

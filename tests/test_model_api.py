@@ -20,7 +20,7 @@ from flax import traverse_util
 
 from jaxclf import models
 from jaxclf.models import recurrent
-from jaxclf.train import state as state_lib
+from jaxclf.train import steps as steps_lib
 
 KEY = jax.random.key(0)
 IMG = jnp.linspace(-1, 1, 2 * 32 * 32 * 3).reshape(2, 32, 32, 3)
@@ -251,18 +251,12 @@ def test_googlenet_returns_logits_in_training_and_the_loss_adds_its_aux_heads():
     assert isinstance(jax.jit(lambda v, *a: model.apply(v, *a, train=False))(variables, *args), jax.Array)
     labels = jnp.array([1, 3])
     batch = {"inputs": args[0], "labels": labels, "mask": jnp.ones(2)}
-    outputs, new_rest = jax.jit(lambda p, b: state_lib._apply(model, rest, p, b, train=True, key=KEY))(params, batch)
+    outputs, new_rest = jax.jit(lambda p, b: steps_lib._apply(model, rest, p, b, train=True, key=KEY))(params, batch)
     assert set(new_rest) == {"batch_stats"}  # the sown logits are not carried as state
 
-    class NoMetrics:  # the objective's metric state is not what is tested here
-        def empty(self):
-            return None
-
-        def update(self, *args, **kwargs):
-            return None
-
-    total, _ = state_lib.classification_objective(
-        optax.softmax_cross_entropy_with_integer_labels, NoMetrics(), aux_weight=0.3)(outputs, batch, 0)
+    total, metric_inputs = steps_lib.classification_loss(
+        optax.softmax_cross_entropy_with_integer_labels, aux_weight=0.3)(outputs, batch, 0)
+    assert metric_inputs["logits"] is outputs[0]  # metrics read the main head only
     ce = lambda z: np.mean(optax.softmax_cross_entropy_with_integer_labels(z, labels))  # noqa: E731
     np.testing.assert_allclose(total, ce(out) + 0.3 * (ce(aux1) + ce(aux2)), rtol=1e-5)
     assert not np.isclose(ce(out), total)

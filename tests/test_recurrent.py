@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-from jaxclf.train.state import per_layer_norms
+from jaxclf.train.steps import per_layer_norms
 import jax.numpy as jnp
 import numpy as np
 import optax

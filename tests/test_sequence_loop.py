@@ -69,7 +69,7 @@ def test_generative_config_errors_name_the_choices(tfds_dir):
     with pytest.raises(ValueError, match="no loss of its own.*sketch_rnn"):
         config_lib.validate(c)
     with pytest.raises(TypeError, match="unknown loss setting.*kl_weigth"):
-        models.objective("sketch_rnn", models.create("sketch_rnn"), kl_weigth=0.5)
+        models.loss("sketch_rnn", models.create("sketch_rnn"), kl_weigth=0.5)
 
 
 def test_stroke_classifier_evaluates_with_the_sketch_lengths(tfds_dir, tmp_path):

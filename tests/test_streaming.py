@@ -18,7 +18,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxclf import config as config_lib, data
-from jaxclf.data import streaming
+from jaxclf.data import stream
 from jaxclf.train import checkpoint, loop, mesh as mesh_lib, train_and_evaluate
 
 from conftest import REPO
@@ -61,29 +61,29 @@ def params_of(workdir):
 def test_random_resized_crop_is_deterministic_and_in_bounds():
     for seed in range(300):
         h, w = [(375, 500), (500, 333), (64, 64), (8, 8)][seed % 4]
-        box = streaming.random_resized_crop_box(np.random.default_rng(seed), h, w)
-        assert box == streaming.random_resized_crop_box(np.random.default_rng(seed), h, w)
+        box = stream.random_resized_crop_box(np.random.default_rng(seed), h, w)
+        assert box == stream.random_resized_crop_box(np.random.default_rng(seed), h, w)
         top, left, ch, cw = box
         assert 0 < ch and 0 < cw and 0 <= top and top + ch <= h and 0 <= left and left + cw <= w
         if (ch, cw) != (h, w):  # not the fallback: the area and aspect ratio are in range
             assert ch * cw <= h * w
             assert 3 / 4 - 0.2 <= cw / ch <= 4 / 3 + 0.2  # rounding to whole pixels
     # A 1x100 strip admits no crop in ten tries: torchvision's fallback, a centred 1x1.
-    assert streaming.random_resized_crop_box(np.random.default_rng(0), 1, 100) == (0, 49, 1, 1)
+    assert stream.random_resized_crop_box(np.random.default_rng(0), 1, 100) == (0, 49, 1, 1)
     image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
-    out = streaming.preprocess_train(image, np.random.default_rng(5), (24, 24))
-    np.testing.assert_array_equal(out, streaming.preprocess_train(image, np.random.default_rng(5), (24, 24)))
+    out = stream.preprocess_train(image, np.random.default_rng(5), (24, 24))
+    np.testing.assert_array_equal(out, stream.preprocess_train(image, np.random.default_rng(5), (24, 24)))
     assert out.shape == (24, 24, 3) and out.dtype == np.uint8
 
 
 def test_eval_resizes_the_shorter_side_then_center_crops():
     image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
-    assert streaming.preprocess_eval(image, (224, 224), 256).shape == (224, 224, 3)
-    assert streaming.preprocess_eval(image, (64, 64), 0).shape == (64, 64, 3)  # whole image resized
+    assert stream.preprocess_eval(image, (224, 224), 256).shape == (224, 224, 3)
+    assert stream.preprocess_eval(image, (64, 64), 0).shape == (64, 64, 3)  # whole image resized
     # No resize needed: the crop is the exact centre of the image.
     square = image[:256, :256]
-    np.testing.assert_array_equal(streaming.preprocess_eval(square, (224, 224), 256), square[16:240, 16:240])
-    assert streaming.center_crop_box(256, 341, (224, 224)) == (16, 58, 224, 224)
+    np.testing.assert_array_equal(stream.preprocess_eval(square, (224, 224), 256), square[16:240, 16:240])
+    assert stream.center_crop_box(256, 341, (224, 224)) == (16, 58, 224, 224)
 
 
 def digits_records(data_dir, split="train"):
@@ -97,21 +97,21 @@ def reference_batch(records, seed, step, batch_size, size):
     """The contract, written out: indices from train_indices, example p of step s cropped and
     flipped by a generator seeded with (seed, s, p), uint8."""
     indices = data.train_indices(seed, step, batch_size, len(records))
-    images = [streaming.preprocess_train(records[i]["image"], np.random.default_rng((seed, step, p)), size, channels=1)
+    images = [stream.preprocess_train(records[i]["image"], np.random.default_rng((seed, step, p)), size, channels=1)
               for p, i in enumerate(indices)]
     return np.stack(images), np.asarray([records[i]["label"] for i in indices], np.int32)
 
 
 def steps_of(split, batch_size, steps, workers, rows=None):
     rows = np.arange(batch_size) if rows is None else np.asarray(rows)
-    return list(streaming.stream(streaming.TrainRows(split, batch_size, rows), steps, workers, what="test batches"))
+    return list(stream.stream(stream.TrainRows(split, batch_size, rows), steps, workers, what="test batches"))
 
 
 def test_batch_of_step_depends_only_on_seed_and_step_not_on_workers_or_resume(array_record_dir):
     """Steps 0-3 read here, by two worker processes, and from step 2 on (a resumed run) by
     one: each step's batch is the reference batch of (seed, step)."""
     cfg = stream_config(array_record_dir).dataset
-    split = streaming.StreamSplit(cfg, "train", True, seed=3)
+    split = stream.StreamSplit(cfg, "train", True, seed=3)
     records = digits_records(array_record_dir)
     expected = [reference_batch(records, 3, s, 16, (32, 32)) for s in range(4)]
     runs = {"here": steps_of(split, 16, range(4), 0), "2 workers": steps_of(split, 16, range(4), 2),
@@ -142,25 +142,25 @@ class CountingSource:
 
 def test_a_process_reads_only_its_rows_and_never_the_padding(array_record_dir):
     cfg = stream_config(array_record_dir).dataset
-    train = streaming.StreamSplit(cfg, "train", True, seed=3)
+    train = stream.StreamSplit(cfg, "train", True, seed=3)
     counting = CountingSource(train.source)
-    part = streaming.StreamSplit(cfg, "train", True, seed=3, source=counting)
+    part = stream.StreamSplit(cfg, "train", True, seed=3, source=counting)
     rows = np.array([1, 4, 5, 11])  # e.g. the rows of this process's devices
     whole, mine = steps_of(train, 16, [7], 0)[0], steps_of(part, 16, [7], 0, rows)[0]
     np.testing.assert_array_equal(mine["inputs"], whole["inputs"][rows])  # crops seeded by global position
     np.testing.assert_array_equal(mine["labels"], whole["labels"][rows])
     assert counting.reads == data.train_indices(3, 7, 16, train.num_examples)[rows].tolist()
 
-    test = streaming.StreamSplit(cfg, "test", False, source=CountingSource(streaming.open_source(cfg, "test")))
+    test = stream.StreamSplit(cfg, "test", False, source=CountingSource(stream.open_source(cfg, "test")))
     n = test.num_examples  # 450: the last 64-example batch holds 2 examples and 62 padding rows
     last = list(data.eval_batches(n, 64))[-1]
     rows = np.arange(32, 64)  # the second of two processes holds only padding there
-    out = streaming.EvalRows(test, rows)(last)
+    out = stream.EvalRows(test, rows)(last)
     assert test.source.reads == [] and not out["mask"].any() and not out["inputs"].any()
-    out = streaming.EvalRows(test, np.arange(64))(last)
+    out = stream.EvalRows(test, np.arange(64))(last)
     assert test.source.reads == [448, 449] and out["mask"].tolist() == [1.0] * 2 + [0.0] * 62
     records = digits_records(array_record_dir, "test")
-    np.testing.assert_array_equal(out["inputs"][1], streaming.preprocess_eval(records[449]["image"], (32, 32), 32, channels=1))
+    np.testing.assert_array_equal(out["inputs"][1], stream.preprocess_eval(records[449]["image"], (32, 32), 32, channels=1))
     assert out["labels"][1] == records[449]["label"]
 
 
@@ -168,7 +168,7 @@ def test_normalize_on_the_device_is_bitwise_the_host_float_path():
     images = np.random.default_rng(0).integers(0, 256, (4, 5, 5, 3), dtype=np.uint8)
     images[0, 0, :3, 0] = [0, 1, 255]
     mean, std = np.asarray([0.485, 0.456, 0.406], np.float32), np.asarray([0.229, 0.224, 0.225], np.float32)
-    out = jax.jit(streaming.normalize)(images, streaming.normalization_table(mean, std))
+    out = jax.jit(stream.normalize)(images, stream.normalization_table(mean, std))
     assert out.dtype == jnp.float32 and out.shape == images.shape
     np.testing.assert_array_equal(out, (images.astype(np.float32) / 255.0 - mean) / std)
 
@@ -214,13 +214,13 @@ def test_a_failing_worker_stops_the_run_with_a_clear_error_and_leaves_no_process
     run raises StreamError promptly, naming the problem, and every worker is gone."""
     c = stream_config(array_record_dir, num_workers=1)
     bad = int(data.train_indices(c.seed, 5, 16, 1347)[5])  # read at step 5, after a checkpoint and an evaluation
-    open_source = streaming.open_source
+    open_source = stream.open_source
     before = children()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(streaming, "open_source", lambda cfg, split: FailingSource(open_source(cfg, split), bad if split == "train" else -1, how))
         t0 = time.monotonic()
         expected = f"example {bad} \\(step 5\\).*unreadable record {bad}" if how == "raise" else "terminated unexpectedly"
-        with pytest.raises(streaming.StreamError, match=expected):
+        with pytest.raises(stream.StreamError, match=expected):
             train_and_evaluate(c, tmp_path / how, devices=jax.devices()[:1])
     assert time.monotonic() - t0 < 120
     if how == "raise":  # the steps before the failure are kept (a dead worker may lose what it had sent)
@@ -259,7 +259,7 @@ def test_tfrecord_dataset_and_missing_stats_are_clear_errors(tmp_path):
     tfds.builder("digits", data_dir=str(tmp_path)).download_and_prepare()  # tfrecord, TFDS's default
     c = stream_config(str(tmp_path))
     with pytest.raises(ValueError, match="file_format='array_record'"):
-        streaming.StreamSplit(c.dataset, "train", True)
+        stream.StreamSplit(c.dataset, "train", True)
     c.dataset.mean = None
     with pytest.raises(ValueError, match="dataset.mean and dataset.std"):
         config_lib.validate(c)
@@ -277,7 +277,7 @@ import jax
 if args["num_processes"] > 1:
     jax.distributed.initialize(args["coordinator"], args["num_processes"], args["process_id"])
 from jaxclf import config as config_lib
-from jaxclf.data import streaming
+from jaxclf.data import stream
 from jaxclf.train import train_and_evaluate
 
 
@@ -294,8 +294,8 @@ class LoggedSource:
         return self.source[index]
 
 
-open_source = streaming.open_source
-streaming.open_source = lambda cfg, split: LoggedSource(open_source(cfg, split), args["log"], f"{args['process_id']} {split}")
+open_source = stream.open_source
+stream.open_source = lambda cfg, split: LoggedSource(open_source(cfg, split), args["log"], f"{args['process_id']} {split}")
 config = config_lib.load(args["config"], "smoke")
 for key, value in args["overrides"].items():
     node, name = config, key.split(".")

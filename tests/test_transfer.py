@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from jaxclf import models, transfer
-from jaxclf.train import state as state_lib
+from jaxclf.train import steps as steps_lib
 
 SMALL = dict(widths=(4, 4, 8), stage_sizes=(1, 1, 1))  # a ResNet-8
 
@@ -165,7 +165,7 @@ def test_load_params_and_initialize(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(source["params"]))
     assert set(model_state) == {"batch_stats"}
     model = models.create("resnet20", num_classes=2, **SMALL)
-    state = state_lib.init_state(model, optax.adam(1e-3), jnp.zeros((1, 8, 8, 3)), jax.random.key(5))
+    state = steps_lib.init_state(model, optax.adam(1e-3), jnp.zeros((1, 8, 8, 3)), jax.random.key(5))
     new = transfer.initialize(state, str(tmp_path / "run" / "checkpoints"))
     np.testing.assert_array_equal(new.params["stem"]["conv"]["kernel"], source["params"]["stem"]["conv"]["kernel"])
     np.testing.assert_array_equal(new.params["head"]["kernel"], state.params["head"]["kernel"])

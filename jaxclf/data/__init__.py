@@ -1,8 +1,8 @@
 """Datasets (TFDS ArrayRecord files read without TensorFlow, including the offline builders in
 ``jaxclf.data.builders``), the deterministic in-memory input pipeline, and the streaming one
-(``streaming``) for datasets too large for memory."""
+(``stream``) for datasets too large for memory."""
 
-from jaxclf.data import streaming
+from jaxclf.data import stream
 from jaxclf.data.sources import check_exists, prepare
 from jaxclf.data.input_pipeline import (
     Dataset,

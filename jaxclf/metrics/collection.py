@@ -263,6 +263,10 @@ class Collection:
         p = jax.nn.sigmoid(logits.astype(jnp.float32))
         return p.reshape(p.shape[0]) if self.task == "binary" else p
 
+    def from_model_output(self, *, logits, labels, loss=None, mask=None) -> dict[str, Any]:
+        """The state of one batch: ``update(empty(), ...)``; merge it into a running state."""
+        return self.update(self.empty(), logits=logits, labels=labels, loss=loss, mask=mask)
+
     def update(self, state, *, logits, labels, loss=None, mask=None) -> dict[str, Any]:
         """Adds one batch of ``logits`` (N, K) ((N,) or (N, 1) for binary) and ``labels``.
 

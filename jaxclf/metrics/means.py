@@ -22,6 +22,10 @@ class Means:
     def empty(self) -> dict[str, jax.Array]:
         return {"count": jnp.zeros(()), **{name: jnp.zeros(()) for name in self.metric_names}}
 
+    def from_model_output(self, *, values: dict, weight) -> dict[str, jax.Array]:
+        """The state of one batch: ``update(empty(), values, weight=weight)``."""
+        return self.update(self.empty(), values, weight=weight)
+
     def update(self, state, values: dict, *, weight) -> dict[str, jax.Array]:
         """Adds batch-level ``values`` (each already a mean over the batch) with ``weight`` =
         the batch's number of examples."""

@@ -4,7 +4,7 @@ Each family module exports ``MODELS``, a dict from registered name to a Module c
 or a ``functools.partial`` of one (family members are variants of one class). The
 registry is the union of those dicts, built here explicitly so that which names exist
 never depends on import order. A family whose models define their own loss (task
-'generative') also exports ``OBJECTIVES``: name -> {'objective': factory, 'scalars': names
+'generative') also exports ``LOSSES``: name -> {'loss': factory, 'scalars': names
 of the scalars it returns, 'figures': what a finished run draws}.
 
 Conventions shared by every model (docs/models.md shows them in use): ``train`` is a required
@@ -37,9 +37,9 @@ for _family in _FAMILIES:
         _REGISTRY[_name] = _factory
 
 
-_OBJECTIVES: dict[str, Any] = {}
+_LOSSES: dict[str, Any] = {}
 for _family in _FAMILIES:
-    _OBJECTIVES.update(getattr(_family, "OBJECTIVES", {}))
+    _LOSSES.update(getattr(_family, "LOSSES", {}))
 
 
 def names() -> list[str]:
@@ -127,31 +127,31 @@ def create(name: str, **kwargs: Any) -> nn.Module:
         raise TypeError(f"model {name!r}: {e}") from e
 
 
-def _objective_entry(name: str):
-    if name not in _OBJECTIVES:
+def _loss_entry(name: str):
+    if name not in _LOSSES:
         raise ValueError(
             f"model {name!r} has no loss of its own (task 'generative'); models that have: "
-            f"{', '.join(sorted(_OBJECTIVES))}; classifiers use task multiclass, binary or multilabel"
+            f"{', '.join(sorted(_LOSSES))}; classifiers use task multiclass, binary or multilabel"
         )
-    return _OBJECTIVES[name]
+    return _LOSSES[name]
 
 
-def objective(name: str, model: nn.Module, **kwargs: Any):
+def loss(name: str, model: nn.Module, **kwargs: Any):
     """The loss of generative model ``name``: ``(outputs, batch, step) -> (loss, scalars)``,
     configured by ``kwargs`` (the config's ``loss`` section)."""
-    factory = _objective_entry(name)["objective"]
+    factory = _loss_entry(name)["loss"]
     try:
         return factory(model, **kwargs)
     except TypeError as e:
         raise TypeError(f"loss of model {name!r}: {e}") from e
 
 
-def objective_scalars(name: str) -> tuple[str, ...]:
+def loss_scalars(name: str) -> tuple[str, ...]:
     """The scalars the loss of generative model ``name`` returns (what its runs can log)."""
-    return _objective_entry(name)["scalars"]
+    return _loss_entry(name)["scalars"]
 
 
 def figures(name: str):
     """``figures(out_dir, model, params, inputs, labels, class_names, seed=)`` of generative
     model ``name``: the samples a finished run draws into its report directory."""
-    return _objective_entry(name)["figures"]
+    return _loss_entry(name)["figures"]

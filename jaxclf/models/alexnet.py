@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, compute_dtype,
+from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, as_dtype,
                                   head_pool_size, maybe_remat, pool)
 
 
@@ -64,7 +64,7 @@ class AlexNet(nn.Module):
         """
         check_images(self, x)
         conv = maybe_remat(ConvNormAct, self.remat)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = x.astype(dtype)
         stages = {}
         # (kernel, stride, padding, max-pool after)

@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.layers import compute_dtype, lookup
+from jaxclf.models.layers import as_dtype, lookup
 
 Carry = Any
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "relu": nn.relu}
@@ -77,7 +77,7 @@ class _SplitCell(nn.RNNCellBase):
         return nn.Dense(
             blocks * self.features,
             use_bias=bias_offsets is not None,
-            dtype=compute_dtype(self.dtype),
+            dtype=as_dtype(self.dtype),
             param_dtype=self.param_dtype,
             kernel_init=init,
             bias_init=_gate_bias_init(blocks, bias_offsets or {}),
@@ -214,7 +214,7 @@ def make_cell(name: str, features: int, dtype: Any = jnp.float32, options: Mappi
     if unknown:
         raise ValueError(f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
                          f"its options: {', '.join(cell_options(name)) or 'none'}")
-    return cls(features, dtype=compute_dtype(dtype), param_dtype=jnp.dtype(param_dtype), **fixed, **options)
+    return cls(features, dtype=as_dtype(dtype), param_dtype=jnp.dtype(param_dtype), **fixed, **options)
 
 
 def can_hoist(cell: nn.Module) -> bool:

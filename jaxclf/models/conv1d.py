@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.models.layers import classify, compute_dtype
+from jaxclf.models.layers import classify, as_dtype
 
 
 class Conv1DNet(nn.Module):
@@ -53,7 +53,7 @@ class Conv1DNet(nn.Module):
         del train
         if np.ndim(x) not in (2, 3):
             raise ValueError(f"Conv1DNet expects sequences of shape (B, T, C) or (B, T); got {tuple(np.shape(x))}")
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = x.astype(dtype)
         if x.ndim == 2:  # (B, T): one channel
             x = x[..., None]

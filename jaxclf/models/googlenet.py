@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classify, compute_dtype,
+from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classify, as_dtype,
                                   global_avg_pool, maybe_remat, pool)
 
 # (1x1, 3x3 reduce, 3x3, wide reduce, wide, pool proj) per module, from the paper's Table 1.
@@ -119,7 +119,7 @@ class GoogLeNet(nn.Module):
         Returns what ``output`` names (the features when ``num_classes`` is 0).
         """
         check_images(self, x)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         conv = functools.partial(ConvNormAct, norm=self.norm, norm_epsilon=GOOGLENET_BN_EPSILON,
                                  dtype=dtype, param_dtype=self.param_dtype)
         inception = maybe_remat(Inception, self.remat)

@@ -29,7 +29,7 @@ def lookup(table: dict[str, Any], kind: str, name: str) -> Any:
     return table[name]
 
 
-def compute_dtype(dtype) -> jnp.dtype:
+def as_dtype(dtype) -> jnp.dtype:
     """A model's ``dtype`` setting ('float32', 'bfloat16' or a dtype) as a jnp dtype.
 
     Configs carry the name as a string; flax layers and ``astype`` want the dtype.
@@ -63,7 +63,7 @@ def classify(module: nn.Module, z, output: str, *, name: str = "head", stages=No
         return stages
     if output == "features" or module.num_classes == 0:
         return z
-    return nn.Dense(module.num_classes, dtype=compute_dtype(module.dtype), param_dtype=module.param_dtype,
+    return nn.Dense(module.num_classes, dtype=as_dtype(module.dtype), param_dtype=module.param_dtype,
                     kernel_init=kernel_init, name=name)(z).astype(jnp.float32)
 
 
@@ -140,7 +140,7 @@ class ConvNormAct(nn.Module):
     def __call__(self, x, train: bool):
         pad = self.kernel // 2 if self.padding is None else self.padding
         use_bias = self.norm == "none" if self.use_bias is None else self.use_bias
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = nn.Conv(
             self.features, (self.kernel, self.kernel), strides=self.stride,
             padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=self.kernel_init,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import check_images, classify, compute_dtype, lookup, pool
+from jaxclf.models.layers import check_images, classify, as_dtype, lookup, pool
 
 _ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
 _POOLS = {"max": "max", "avg": "avg"}  # kinds of layers.pool
@@ -55,7 +55,7 @@ class LeNet5(nn.Module):
         check_images(self, x)
         act = lookup(_ACTIVATIONS, "activation", self.activation)
         kind = lookup(_POOLS, "pooling", self.pooling)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
         x = x.astype(dtype)
         stages = {}

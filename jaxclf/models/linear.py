@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import classify, compute_dtype, lookup
+from jaxclf.models.layers import classify, as_dtype, lookup
 from jaxclf.models.lenet import _ACTIVATIONS
 
 
@@ -60,7 +60,7 @@ class Linear(nn.Module):
         """
         del train
         _ = self.one_vs_rest  # validate the strategy name at first call
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = x.reshape(x.shape[0], -1).astype(dtype)
         if output == "logits" and self.num_classes:
             return nn.Dense(self.num_classes, use_bias=self.use_bias, dtype=dtype, param_dtype=self.param_dtype,
@@ -108,7 +108,7 @@ class MLP(nn.Module):
         Returns what ``output`` names.
         """
         act = lookup(_ACTIVATIONS, "activation", self.activation)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = x.reshape(x.shape[0], -1).astype(dtype)
         stages = {}
         for i, width in enumerate(self.hidden):

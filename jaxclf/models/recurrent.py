@@ -14,7 +14,7 @@ XLA:CPU runs faster (a 128-unit LSTM's train step, 40 steps, batch 128: 27 vs 42
 cores); ``jaxclf.cpu.tune`` sets it for programs that run on the CPU. Flax's own cells are
 always scanned step by step.
 Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so that
-``jaxclf.train.state.per_layer_norms(grads)`` gives the gradient norm of each layer.
+``jaxclf.train.steps.per_layer_norms(grads)`` gives the gradient norm of each layer.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxclf.models.cells import Carry, can_hoist, make_cell, zero_carry
-from jaxclf.models.layers import check_output, classify, compute_dtype, is_traced, lookup, maybe_remat
+from jaxclf.models.layers import check_output, classify, as_dtype, is_traced, lookup, maybe_remat
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -363,11 +363,11 @@ class RNNClassifier(nn.Module):
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool, output: str = "logits"):
         pool = lookup(_POOLS, "pooling", self.pooling) or AttentionPool(
-            self.hidden, compute_dtype(self.dtype), self.param_dtype, name="pool")
+            self.hidden, as_dtype(self.dtype), self.param_dtype, name="pool")
         check_sequences(self, x)
         check_output(self, output)
         lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         h, summary, _, stages = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
             self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
@@ -418,7 +418,7 @@ class RNNTagger(nn.Module):
         check_sequences(self, x)
         check_output(self, output)
         lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         h, _, _, stages = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
             self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
@@ -525,7 +525,7 @@ class RNNGenerator(nn.Module):
         self.token_embed = nn.Embed(self.vocab_size + 1, self.embed_dim, param_dtype=pd)  # last id: start
         self.layer_0 = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
                                   dtype=self.dtype, cell_options=self.cell_options, param_dtype=pd)
-        self.head = nn.Dense(self.vocab_size, dtype=compute_dtype(self.dtype), param_dtype=pd)
+        self.head = nn.Dense(self.vocab_size, dtype=as_dtype(self.dtype), param_dtype=pd)
 
     def _condition(self, cond):
         if jnp.issubdtype(cond.dtype, jnp.integer):
@@ -624,7 +624,7 @@ class Seq2Seq(nn.Module):
         self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False, param_dtype=pd)  # W_a
         self.combine = nn.Dense(self.hidden, param_dtype=pd)
         self.dropout = nn.Dropout(self.dropout_rate)
-        self.head = nn.Dense(self.num_classes, dtype=compute_dtype(self.dtype), param_dtype=pd)
+        self.head = nn.Dense(self.num_classes, dtype=as_dtype(self.dtype), param_dtype=pd)
 
     def _encode(self, x, lengths, mask, train):
         check_sequences(self, x)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, check_images, classify, compute_dtype, global_avg_pool, lookup,
+from jaxclf.models.layers import (ConvNormAct, check_images, classify, as_dtype, global_avg_pool, lookup,
                                   maybe_remat, pool)
 
 
@@ -134,7 +134,7 @@ class ResNet(nn.Module):
         """
         check_images(self, x)
         block = maybe_remat(lookup(BLOCKS, "block", self.block), self.remat)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         common = dict(norm=self.norm, dtype=dtype, param_dtype=self.param_dtype)
         x = x.astype(dtype)
         if lookup({"imagenet": True, "cifar": False}, "stem", self.stem):

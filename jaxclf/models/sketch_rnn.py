@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxclf.ops.strokes import END_ROW, START_ROW, stroke5_length
 from jaxclf.models.cells import LSTMCell
-from jaxclf.models.layers import compute_dtype
+from jaxclf.models.layers import as_dtype
 from jaxclf.models.recurrent import last_valid, reverse_valid
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -124,7 +124,7 @@ class SketchRNN(nn.Module):
     param_dtype: Any = "float32"
 
     def setup(self):
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         cell = functools.partial(DropoutLSTMCell, rate=self.recurrent_dropout, dtype=dtype,
                                  param_dtype=jnp.dtype(self.param_dtype))
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=jnp.dtype(self.param_dtype))
@@ -301,7 +301,7 @@ def loss_fn(
 SCALARS = ("loss", "recon", "offsets", "pen", "kl", "kl_weight")
 
 
-def objective(model: SketchRNN, **loss_kwargs):
+def training_loss(model: SketchRNN, **loss_kwargs):
     """The training loop's loss hook (task 'generative'): ``(outputs, batch, step) -> (loss,
     scalars)`` with ``loss_fn`` on ``batch['inputs']`` (the stroke-5 sketches), masked by
     ``batch['mask']``; ``loss_kwargs`` are ``loss_fn``'s KL settings (the config's ``loss``)."""
@@ -436,4 +436,4 @@ def figures(out, model: SketchRNN, params, strokes: np.ndarray, labels: np.ndarr
     (out / "sample.svg").write_text(render.to_svg(grid[1]))
 
 
-OBJECTIVES = {name: {"objective": objective, "scalars": SCALARS, "figures": figures} for name in MODELS}
+LOSSES = {name: {"loss": training_loss, "scalars": SCALARS, "figures": figures} for name in MODELS}

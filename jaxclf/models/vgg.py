@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, compute_dtype,
+from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, as_dtype,
                                   head_pool_size, maybe_remat, pool)
 
 # Convs per stage for the paper's configurations A (vgg11), B (13), D (16), E (19).
@@ -68,7 +68,7 @@ class VGG(nn.Module):
         """
         check_images(self, x)
         conv = maybe_remat(ConvNormAct, self.remat)
-        dtype = compute_dtype(self.dtype)
+        dtype = as_dtype(self.dtype)
         x = x.astype(dtype)
         stages, n = {}, 0
         for i, (depth, width) in enumerate(zip(self.stage_depths, self.widths, strict=True)):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
 from jaxclf import cpu, data, metrics, models, report, transfer
-from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
+from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, steps as steps_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
 _BAD_KINDS = {1: "loss", 2: "gradient"}
@@ -75,7 +75,7 @@ def empty_train_stats(metric_set, params, layer_norms: bool = False) -> dict:
         "first_bad_kind": jnp.zeros((), jnp.int32),
     }
     if layer_norms:
-        stats["layer_grad_norm_sum"] = jax.tree.map(jnp.zeros_like, state_lib.per_layer_norms(params))
+        stats["layer_grad_norm_sum"] = jax.tree.map(jnp.zeros_like, steps_lib.per_layer_norms(params))
     return stats
 
 
@@ -134,7 +134,7 @@ def metric_sets(config, num_classes: int):
 class _Program:
     """Everything built once from the config: data on the devices and the jitted functions."""
 
-    ds: data.Dataset | data.streaming.StreamDataset
+    ds: data.Dataset | data.stream.StreamDataset
     model: Any
     metric_set: Any  # training metrics (the config's list)
     eval_set: Any  # evaluation metrics: the config's list and the report's
@@ -161,14 +161,14 @@ def _build(config, mesh) -> _Program:
     """In memory (default), a train step gathers its batch from device arrays at indices it
     computes from its step number and a device-resident table of epoch permutations, so a
     step needs nothing from the host; with ``dataset.in_memory=False`` the host streams
-    preprocessed batches (jaxclf.data.streaming). Both feed one scan body; only the batch
+    preprocessed batches (jaxclf.data.stream). Both feed one scan body; only the batch
     source (``fetch``) differs. A chunk's inputs are (shared by its steps, one per step)."""
     in_memory = config.dataset.in_memory
     if in_memory:
         ds = data.load(config.dataset)
         _check_labels(ds)
     else:
-        ds = data.streaming.load(config.dataset, seed=config.seed)
+        ds = data.stream.load(config.dataset, seed=config.seed)
     config_lib.check_unusual(config, ds.num_classes, ds.splits[config.dataset.train_split].num_examples if in_memory
                              else ds.train.num_examples)
     model = build_model(config, ds.num_classes)
@@ -181,14 +181,14 @@ def _build(config, mesh) -> _Program:
         backbone_lr_factor=config.transfer.backbone_lr_factor, unfreeze_after=config.transfer.unfreeze_after,
     )
     metric_set, eval_set = metric_sets(config, ds.num_classes)
-    family_objective = None
+    family_loss = None
     if config.task == "generative":
-        family_objective = models.objective(config.model.name, model, **config.loss)
+        family_loss = models.loss(config.model.name, model, **config.loss)
     key = jax.random.key(config.seed)
     init_key, step_key, aug_key = jax.random.split(key, 3)
     steps = functools.partial(
-        state_lib.make_steps, model, tx, task=config.task, key=step_key, label_smoothing=config.train.label_smoothing,
-        class_weights=config.train.class_weights, aux_weight=config.train.aux_loss_weight, family_objective=family_objective,
+        steps_lib.make_steps, model, tx, task=config.task, key=step_key, label_smoothing=config.train.label_smoothing,
+        class_weights=config.train.class_weights, aux_weight=config.train.aux_loss_weight, family_loss=family_loss,
     )
     train_step, _ = steps(metric_set, skip_nonfinite=config.train.skip_nonfinite, layer_norms=config.train.log_grad_norms)
     _, eval_step = steps(eval_set)
@@ -217,18 +217,18 @@ def _build(config, mesh) -> _Program:
     else:
         augmentations = ()  # applied on the host by the stream
         train_rows = mesh_lib.process_rows(sharded, batch_size)  # this process reads only these
-        norm_table = data.streaming.normalization_table(ds.mean, ds.std)
+        norm_table = data.stream.normalization_table(ds.mean, ds.std)
 
         def fetch(_table, batch, _step):  # uint8 from the host, normalised here on the device
-            inputs = data.streaming.normalize(batch["inputs"], norm_table)
+            inputs = data.stream.normalize(batch["inputs"], norm_table)
             return {**batch, "inputs": inputs, "mask": jnp.ones(batch["labels"].shape, jnp.float32)}
 
         def train_inputs(ranges):
             if not ranges:
                 return
-            make = data.streaming.TrainRows(ds.train, batch_size, train_rows)
+            make = data.stream.TrainRows(ds.train, batch_size, train_rows)
             steps = range(ranges[0][0], ranges[-1][1])
-            batches = data.streaming.stream(make, steps, ds.train.num_workers, what=f"{ds.name} training batches")
+            batches = data.stream.stream(make, steps, ds.train.num_workers, what=f"{ds.name} training batches")
             try:
                 for start, stop in ranges:
                     chunk = [next(batches) for _ in range(stop - start)]
@@ -242,7 +242,7 @@ def _build(config, mesh) -> _Program:
     @jax.jit
     def init():
         try:
-            state = state_lib.init_state(model, tx, example, init_key)
+            state = steps_lib.init_state(model, tx, example, init_key)
         except Exception as e:  # flax raises shape errors from deep inside the model
             raise ValueError(
                 f"model {config.model.name!r} cannot take inputs of shape {ds.input_shape} "
@@ -284,7 +284,7 @@ def _build(config, mesh) -> _Program:
     @functools.partial(jax.jit, out_shardings=repl)
     @cpu.optimize
     def eval_host_batch(state, acc, batch):
-        batch = {**batch, "inputs": data.streaming.normalize(batch["inputs"], norm_table)}
+        batch = {**batch, "inputs": data.stream.normalize(batch["inputs"], norm_table)}
         return eval_set.merge(acc, eval_step(state, jax.lax.with_sharding_constraint(batch, sharded)))
 
     empty_eval = jax.jit(eval_set.empty, out_shardings=repl)
@@ -301,8 +301,8 @@ def _build(config, mesh) -> _Program:
             else:
                 size = config.train.eval_batch_size
                 rows = mesh_lib.process_rows(sharded, size)
-                make = data.streaming.EvalRows(ds.splits[split], rows)
-                stream = data.streaming.stream(make, list(batches), ds.splits[split].num_workers, what=f"{ds.name} {split}")
+                make = data.stream.EvalRows(ds.splits[split], rows)
+                stream = data.stream.stream(make, list(batches), ds.splits[split].num_workers, what=f"{ds.name} {split}")
                 try:
                     for host in stream:
                         acc = eval_host_batch(state, acc, {k: mesh_lib.global_array_from_rows(v, rows, sharded, size)

@@ -1,7 +1,7 @@
 """Sweep points that differ only in seed and optimizer hyper-parameters, trained together.
 
 One jitted program trains all P points: parameters and optimizer states are stacked along a
-leading axis and the pure train step (:func:`jaxclf.train.state.make_steps`) is vmapped over
+leading axis and the pure train step (:func:`jaxclf.train.steps.make_steps`) is vmapped over
 it. The optimizer is the config's, rebuilt under ``optax.inject_hyperparams`` so that the
 learning rate, weight decay and momentum live in the optimizer state (one value per point)
 instead of being baked into the program.
@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from jaxclf import cpu, data, metrics
-from jaxclf.train import checkpoint, loop, optim, state as state_lib, workdir as workdir_lib
+from jaxclf.train import checkpoint, loop, optim, steps as steps_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
 VMAPPABLE = ("seed", "optim.lr", "optim.weight_decay", "optim.momentum")
@@ -121,7 +121,7 @@ def train(configs, *, device=None):
     tx = hyper_optimizer(base.optim, t.num_steps, decay=decay)
     options = dict(threshold=t.threshold, num_bins=base.eval.num_bins, calibration_bins=base.eval.calibration_bins)
     metric_set = metrics.collection(("loss", *base.metrics), num_classes=ds.num_classes, task=base.task, **options)
-    train_step, _ = state_lib.make_steps(
+    train_step, _ = steps_lib.make_steps(
         model, tx, metric_set, task=base.task, key=jax.random.key(0), label_smoothing=t.label_smoothing,
         class_weights=t.class_weights, aux_weight=t.aux_loss_weight, skip_nonfinite=t.skip_nonfinite,
     )
@@ -135,7 +135,7 @@ def train(configs, *, device=None):
     augmentations = tuple(base.dataset.augment)
 
     def init_one(key, hyper):
-        s = state_lib.init_state(model, tx, example, key[0])
+        s = steps_lib.init_state(model, tx, example, key[0])
         return s.replace(opt_state=s.opt_state._replace(hyperparams={**s.opt_state.hyperparams, **hyper}))
 
     def step_one(state, key, table):
@@ -189,7 +189,7 @@ def evaluate(configs, ds, metric_set, state, *, device=None) -> list[dict]:
     """Exact (masked) evaluation of every point on every eval split: [{split: {metric: v}}]."""
     base = configs[0]
     model = loop.build_model(base, ds.num_classes)
-    _, eval_step = state_lib.make_steps(model, optax.identity(), metric_set, task=base.task, key=jax.random.key(0),
+    _, eval_step = steps_lib.make_steps(model, optax.identity(), metric_set, task=base.task, key=jax.random.key(0),
                                         label_smoothing=base.train.label_smoothing, class_weights=base.train.class_weights)
     device = device or jax.local_devices()[0]
 

@@ -80,43 +80,45 @@ def _masked_mean(values, mask):
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def classification_objective(loss_fn: Callable, metrics, aux_weight: float = 0.3) -> Callable:
-    """``(outputs, batch, step) -> (loss, metric state)`` for classifiers: the masked mean
+def classification_loss(per_example_loss: Callable, aux_weight: float = 0.3) -> Callable:
+    """``(outputs, batch, step) -> (loss, metric inputs)`` for classifiers: the masked mean
     per-example loss, plus ``aux_weight`` times that of each auxiliary head (GoogLeNet's,
-    training only: ``outputs`` is then ``(logits, aux_logits)``, see ``_apply``)."""
+    training only: ``outputs`` is then ``(logits, aux_logits)``, see ``_apply``). The metric
+    inputs are what ``Collection.from_model_output`` reads."""
 
-    def objective(outputs, batch, step):
+    def loss(outputs, batch, step):
         del step
         logits, aux = outputs if isinstance(outputs, tuple) else (outputs, ())
         labels, mask = batch["labels"], batch["mask"]
-        per_example = loss_fn(logits, labels)
+        per_example = per_example_loss(logits, labels)
         total = _masked_mean(per_example, mask)
         for aux_logits in aux:
-            total = total + aux_weight * _masked_mean(loss_fn(aux_logits, labels), mask)
-        return total, metrics.update(metrics.empty(), logits=logits, labels=labels, loss=per_example, mask=mask)
+            total = total + aux_weight * _masked_mean(per_example_loss(aux_logits, labels), mask)
+        return total, {"logits": logits, "labels": labels, "loss": per_example, "mask": mask}
 
-    return objective
+    return loss
 
 
-def model_objective(family_objective: Callable, metrics) -> Callable:
-    """``(outputs, batch, step) -> (loss, metric state)`` for models that define their own loss
-    (task 'generative', e.g. Sketch-RNN): ``family_objective(outputs, batch, step) -> (loss,
-    scalars)``; the metrics are example-weighted means of the scalars."""
+def model_loss(family_loss: Callable) -> Callable:
+    """``(outputs, batch, step) -> (loss, metric inputs)`` for models that define their own loss
+    (task 'generative', e.g. Sketch-RNN): ``family_loss(outputs, batch, step) -> (loss,
+    scalars)``; the metrics (``Means``) are example-weighted means of the scalars."""
 
-    def objective(outputs, batch, step):
-        total, scalars = family_objective(outputs, batch, step)
-        return total, metrics.update(metrics.empty(), scalars, weight=jnp.sum(batch["mask"]))
+    def loss(outputs, batch, step):
+        total, scalars = family_loss(outputs, batch, step)
+        return total, {"values": scalars, "weight": jnp.sum(batch["mask"])}
 
-    return objective
+    return loss
 
 
 def train_step(
-    state: TrainState, batch: dict, *, model, tx, objective: Callable, key, skip_nonfinite: bool = False,
+    state: TrainState, batch: dict, *, model, tx, loss_fn: Callable, metrics, key, skip_nonfinite: bool = False,
     layer_norms: bool = False,
 ):
     """One optimizer step on ``batch`` = {'inputs', 'labels', 'mask'} (+ 'lengths').
 
-    Returns ``(state, stats)``: ``stats['metrics']`` is the batch's metric state,
+    Returns ``(state, stats)``: ``stats['metrics']`` is the batch's metric state (computed from
+    the step's outputs after differentiation: the gradient only sees the loss),
     ``stats['grad_norm']`` the global gradient norm (with ``layer_norms``, also
     ``stats['layer_grad_norms']`` per layer), and ``stats['loss_finite']`` /
     ``stats['grads_finite']`` flag non-finite values without forcing a host sync. With
@@ -127,10 +129,10 @@ def train_step(
 
     def loss(params):
         outputs, new_vars = _apply(model, state.model_state, params, batch, train=True, key=step_key)
-        total, metric_state = objective(outputs, batch, state.step)
-        return total, (metric_state, new_vars)
+        total, metric_inputs = loss_fn(outputs, batch, state.step)
+        return total, (metric_inputs, new_vars)
 
-    (total, (metric_state, new_vars)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+    (total, (metric_inputs, new_vars)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -140,7 +142,7 @@ def train_step(
         kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
         new_state = kept.replace(step=state.step + 1)
     stats = {
-        "metrics": metric_state,
+        "metrics": metrics.from_model_output(**metric_inputs),
         "grad_norm": grad_norm,
         "loss_finite": jnp.isfinite(total),
         "grads_finite": jnp.isfinite(grad_norm),
@@ -150,37 +152,39 @@ def train_step(
     return new_state, stats
 
 
-def eval_step(state: TrainState, batch: dict, *, model, objective: Callable):
-    """Metric sums over ``batch``; padded examples (mask 0) do not count."""
+def eval_step(state: TrainState, batch: dict, *, model, loss_fn: Callable, metrics):
+    """The batch's metric state; padded examples (mask 0) do not count."""
     outputs, _ = _apply(model, state.model_state, state.params, batch, train=False)
-    return objective(outputs, batch, state.step)[1]
+    return metrics.from_model_output(**loss_fn(outputs, batch, state.step)[1])
 
 
-def make_objective(model, metrics, *, task: str, label_smoothing=0.0, class_weights=None, aux_weight=0.3,
-                   family_objective: Callable | None = None) -> Callable:
-    """The task's ``(outputs, batch, step) -> (loss, metric state)``: the model family's own
-    objective for task 'generative', else the classification loss."""
+def make_loss(model, *, task: str, label_smoothing=0.0, class_weights=None, aux_weight=0.3,
+              family_loss: Callable | None = None) -> Callable:
+    """The task's ``(outputs, batch, step) -> (loss, metric inputs)``: the model family's own
+    loss for task 'generative', else the classification loss."""
     if task == "generative":
-        return model_objective(family_objective, metrics)
-    loss_fn = functools.partial(
+        return model_loss(family_loss)
+    per_example = functools.partial(
         losses.per_example_loss,
         task=task,
         one_vs_rest=getattr(model, "one_vs_rest", False),
         label_smoothing=label_smoothing,
         class_weights=class_weights,
     )
-    return classification_objective(loss_fn, metrics, aux_weight)
+    return classification_loss(per_example, aux_weight)
 
 
 def make_steps(
     model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False,
-    layer_norms=False, family_objective: Callable | None = None,
+    layer_norms=False, family_loss: Callable | None = None,
 ):
-    """(train_step, eval_step) with everything but (state, batch) bound."""
-    objective = make_objective(model, metrics, task=task, label_smoothing=label_smoothing, class_weights=class_weights,
-                               aux_weight=aux_weight, family_objective=family_objective)
+    """(train_step, eval_step) with everything but (state, batch) bound; ``metrics`` is the
+    metric set whose ``from_model_output`` turns a step's outputs into its metric state."""
+    loss_fn = make_loss(model, task=task, label_smoothing=label_smoothing, class_weights=class_weights,
+                        aux_weight=aux_weight, family_loss=family_loss)
     train = functools.partial(
-        train_step, model=model, tx=tx, objective=objective, key=key, skip_nonfinite=skip_nonfinite, layer_norms=layer_norms
+        train_step, model=model, tx=tx, loss_fn=loss_fn, metrics=metrics, key=key, skip_nonfinite=skip_nonfinite,
+        layer_norms=layer_norms,
     )
-    evaluate = functools.partial(eval_step, model=model, objective=objective)
+    evaluate = functools.partial(eval_step, model=model, loss_fn=loss_fn, metrics=metrics)
     return train, evaluate
