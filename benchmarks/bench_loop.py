@@ -3,7 +3,7 @@ the step (data pipeline, metric accumulation, logging, checkpoints, dispatch).
 
     python -m benchmarks.bench_loop [--quick]
 
-Loop: ``jaxclf.train.loop.train_and_evaluate`` on a config (its own log/eval/checkpoint
+Loop: ``jaxclf.run.train_and_evaluate`` on a config (its own log/eval/checkpoint
 intervals and steps_per_call; one device; progress bar and report off). Its training time is
 the wall time from the first call of the compiled train function to the return of
 ``train_and_evaluate``, minus the union of (a) every JAX compilation span inside that window
@@ -13,7 +13,7 @@ its metric states are ready). So dataset loading, model init and first compilati
 evaluation are excluded; logging, checkpoints (including the final save and the wait for it)
 and host-device traffic are included.
 
-Bare: the very train step the loop builds (captured from ``state.make_steps``), jitted with
+Bare: the very train step the loop builds (captured from ``steps.make_steps``), jitted with
 the state donated, on one fixed batch of the same dataset, the same number of steps
 dispatched back to back, timed after a compiling warm-up call, ending at
 ``block_until_ready``. Loop and bare alternate ``repeats`` times; the ratio is the median of
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -42,6 +43,7 @@ import jax
 import numpy as np
 
 from benchmarks.bench_train import comparison
+from jaxclf.run import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILE_EVENTS = (
@@ -114,9 +116,9 @@ class _Recorder:
 
     @contextlib.contextmanager
     def patched(self):
-        from jaxclf.train import loop, steps as steps_lib
+        from jaxclf.train import compiled, loop, steps as steps_lib
 
-        build, make_steps = loop._build, steps_lib.make_steps
+        build, make_steps, evaluate = loop.compile_run, steps_lib.make_steps, compiled.CompiledRun.evaluate
 
         def steps(*args, **kwargs):
             out = make_steps(*args, **kwargs)
@@ -125,45 +127,41 @@ class _Recorder:
 
         def wrapped_build(*args, **kwargs):
             program = build(*args, **kwargs)
-            train, evaluate = program.train, program.evaluate
+            train = program.train
 
             def timed_train(*a, **k):
                 self.first_train = self.first_train or time.time()
                 return train(*a, **k)
 
-            def timed_evaluate(state, *args, **kwargs):
-                jax.block_until_ready(state)  # pending train steps are not eval time
-                t0 = time.time()
-                out = jax.block_until_ready(evaluate(state, *args, **kwargs))
-                self.evals.append((t0, time.time()))
-                return out
-
-            self.program = dataclasses.replace(program, train=timed_train, evaluate=timed_evaluate)
+            self.program = dataclasses.replace(program, train=timed_train)
             return self.program
 
+        def timed_evaluate(program, state, *args, **kwargs):
+            jax.block_until_ready(state)  # pending train steps are not eval time
+            t0 = time.time()
+            out = jax.block_until_ready(evaluate(program, state, *args, **kwargs))
+            self.evals.append((t0, time.time()))
+            return out
+
         jax.monitoring.register_event_time_span_listener(self.on_span)
-        loop._build, steps_lib.make_steps = wrapped_build, steps
+        loop.compile_run, steps_lib.make_steps, compiled.CompiledRun.evaluate = wrapped_build, steps, timed_evaluate
         try:
             yield self
         finally:
-            loop._build, steps_lib.make_steps = build, make_steps
+            loop.compile_run, steps_lib.make_steps, compiled.CompiledRun.evaluate = build, make_steps, evaluate
             jax.monitoring.unregister_event_time_span_listener(self.on_span)
 
 
 def warm_up(config, workdir: Path) -> None:
     """An untimed run of ``config`` up to its first evaluation (see the module docstring)."""
-    from jaxclf.train import loop
-
-    loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1], stop_at=config.train.eval_every)
+    train_and_evaluate(config, workdir, devices=jax.devices()[:1], stop_at=config.train.eval_every)
 
 
 def loop_run(config, workdir: Path) -> tuple[dict, _Recorder]:
     """One full run; returns its timing breakdown and the recorder (program, step)."""
-    from jaxclf.train import loop
-
     rec = _Recorder()
     with rec.patched():
-        loop.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+        train_and_evaluate(config, workdir, devices=jax.devices()[:1])
         end = time.time()
     wall = end - rec.first_train
     excluded = covered(rec.compiles + rec.evals, rec.first_train, end)
@@ -176,7 +174,7 @@ def first_batch(program, config) -> dict:
     """The batch of step 0 from the in-memory train split, as the loop would gather it."""
     from jaxclf import data
 
-    split = program.ds.splits[config.dataset.train_split]
+    split = program.dataset.splits[config.dataset.train_split]
     idx = data.train_indices(config.seed, 0, config.train.batch_size, split.num_examples)
     arrays = split.arrays() if hasattr(split, "arrays") else {"inputs": split.inputs, "labels": split.labels}
     batch = {k: np.asarray(v)[idx] for k, v in arrays.items()}
@@ -188,8 +186,10 @@ def bare_seconds(program, step_fn, batch, num_steps: int) -> float:
     """``num_steps`` dispatches of the jitted step (state donated), after a compiling call;
     jitted as the loop jits it (``jaxclf.cpu.optimize``)."""
     from jaxclf import cpu
+    from jaxclf.train import compiled
 
-    step = jax.jit(cpu.optimize(step_fn), donate_argnums=0)
+    step_key = compiled.run_keys(program.config.seed)[1]
+    step = jax.jit(cpu.optimize(functools.partial(step_fn, key=step_key)), donate_argnums=0)
     state = program.init()[0]
     state, _ = step(state, batch)
     jax.block_until_ready(state)

@@ -50,8 +50,7 @@ def loop_seconds(workdir: Path, data_dir: str, steps: int, k: int) -> float:
     import jax
 
     from jaxclf import config as config_lib
-    from jaxclf.train import train_and_evaluate
-
+    from jaxclf.run import train_and_evaluate
     c = config_lib.load(str(CONFIG))
     c.dataset.data_dir = data_dir
     t = c.train

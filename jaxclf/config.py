@@ -217,7 +217,7 @@ def validate(config) -> None:
         )
     if config.dataset.on_bad_file not in ("skip", "error"):
         raise ValueError(f"dataset.on_bad_file must be 'skip' or 'error', got {config.dataset.on_bad_file!r}")
-    from jaxclf.train.loop import THRESHOLD_RULES
+    from jaxclf.results import THRESHOLD_RULES
 
     if config.train.threshold_rule not in THRESHOLD_RULES:
         raise ValueError(

@@ -17,7 +17,7 @@ inputs normalised with mean = std = 0.5 (``dataset.normalize='unit'``) and it co
 torchvision's does. GoogLeNet's BN eps is 1e-3 in both.
 
 CLI: ``python -m jaxclf.convert --model=resnet50 --pth=resnet50.pth --out=DIR`` writes an orbax
-checkpoint that :func:`jaxclf.transfer.load_params` (and ``transfer.init_from``) reads.
+checkpoint that :func:`jaxclf.train.checkpoint.load_params` (and ``transfer.init_from``) reads.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def main(argv) -> None:
 
     cpu.configure_process()  # before JAX starts its threads
     from jaxclf import config as config_lib
-    from jaxclf.train import checkpoint, preemption, train_and_evaluate, workdir
+    from jaxclf.run import train_and_evaluate
+    from jaxclf.train import checkpoint, preemption, workdir
 
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
         logging.set_verbosity(logging.WARNING)

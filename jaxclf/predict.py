@@ -146,8 +146,8 @@ def load(workdir: str | Path) -> Predictor:
     """The run in ``workdir`` (config, latest checkpoint, preprocessing, threshold)."""
     import jax
 
-    from jaxclf import transfer
-    from jaxclf.train import build_model
+    from jaxclf import models
+    from jaxclf.train import checkpoint
 
     workdir = Path(workdir)
     if not workdir.is_dir():
@@ -157,10 +157,10 @@ def load(workdir: str | Path) -> Predictor:
         raise FileNotFoundError(f"{workdir} holds no trained model yet: no checkpoint in {workdir / 'checkpoints'} "
                                 "(train it first with python -m jaxclf.main, or let a running run save a step)")
     prep = _read_preprocessing(workdir, config)
-    params, model_state = transfer.load_params(workdir)
+    params, model_state = checkpoint.load_params(workdir)
     num_classes = len(prep["class_names"]) or _infer_num_classes(params, config)
     names = tuple(prep["class_names"]) or tuple(f"class_{i}" for i in range(num_classes))
-    model = build_model(config, num_classes)
+    model = models.from_config(config, num_classes)
     variables = {"params": params, **model_state}
     def forward(x, lengths):
         kwargs = {} if lengths is None else {"lengths": lengths}

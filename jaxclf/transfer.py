@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -47,24 +46,6 @@ def _flat(tree) -> dict[str, Any]:
 
 def _unflat(flat: dict[str, Any]) -> dict:
     return traverse_util.unflatten_dict(flat, sep="/")
-
-
-def load_params(path: str | Path, step: int | None = None) -> tuple[dict, dict]:
-    """(params, model_state) from a run's workdir or a checkpoint directory.
-
-    Works for checkpoints written by the loop and by ``python -m jaxclf.convert``.
-    """
-    from jaxclf.train import checkpoint
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    _, item = checkpoint.load(directory, step)
-    if "state" not in item or "params" not in item["state"]:
-        raise ValueError(f"{directory} holds no train state ('state/params')")
-    state = item["state"]
-    return state["params"], dict(state.get("model_state") or {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,22 +111,24 @@ def _host(tree):
     return jax.tree.map(one, tree)
 
 
-def initialize(state, init_from: str, *, exclude: str | None = None):
-    """The train state with params and model_state merged from the checkpoint at ``init_from``.
+def initialize(state, pretrained: tuple[dict, dict], *, exclude: str | None = None, source: str = "pretrained"):
+    """The train state with params and model_state merged from ``pretrained`` = (params,
+    model_state), e.g. ``jaxclf.train.checkpoint.load_params(path)``; ``source`` names them
+    in the log.
 
     Arrays are placed with the shardings of ``state``'s (works on a global mesh, also
     multi-process: every process reads the same file). The optimizer state is kept: its
     structure depends only on shapes.
     """
-    params, model_state = load_params(init_from)
+    params, model_state = pretrained
     new_params, report = merge_pretrained(_host(state.params), _host(params), exclude=exclude)
-    logging.warning("transfer from %s: params: %s", init_from, report.summary())
+    logging.warning("transfer from %s: params: %s", source, report.summary())
     new_model_state = state.model_state
     if state.model_state and not model_state:
-        logging.warning("transfer from %s: it has no model_state (batch statistics); keeping fresh ones", init_from)
+        logging.warning("transfer from %s: it has no model_state (batch statistics); keeping fresh ones", source)
     elif state.model_state:
         new_model_state, report = merge_pretrained(_host(state.model_state), _host(model_state), exclude=exclude)
-        logging.warning("transfer from %s: model_state: %s", init_from, report.summary())
+        logging.warning("transfer from %s: model_state: %s", source, report.summary())
 
     def place(new, old):
         new = np.asarray(new, old.dtype)

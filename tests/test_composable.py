@@ -319,13 +319,13 @@ def test_training_loops_step_function_lowers_to_plain_xla_for_accelerators(smoke
     """The loop's own jitted ``train`` (``cpu.optimize`` inside ``jax.jit``, a scan of
     ``steps_per_call`` steps gathering batches from device arrays) lowered for CUDA and TPU:
     no custom call, and the same StableHLO as that function without the CPU pass."""
-    from jaxclf.train import loop, mesh as mesh_lib
+    from jaxclf.train import compiled, mesh as mesh_lib
 
     config = smoke_config
     config.train.steps_per_call = 2
-    program = loop._build(config, mesh_lib.make_mesh(jax.devices()[:1]))
+    program = compiled.compile_run(config, mesh_lib.make_mesh(jax.devices()[:1]))
     state, acc = program.init()
-    inputs = next(program.train_inputs([(0, 2)]))
+    inputs = next(program.inputs.chunks([(0, 2)]))
     # The same function without the CPU pass: what ``cpu.optimize`` wrapped, jitted alike.
     plain = jax.jit(program.train.__wrapped__.__wrapped__, donate_argnums=(0, 1), static_argnames="num_steps")
     assert "jaxclf_cpu_kernel" in str(program.train.trace(state, acc, inputs, num_steps=2).jaxpr)

@@ -14,9 +14,10 @@ import tensorflow_datasets as tfds
 import jax.numpy as jnp
 
 from jaxclf import config as config_lib
-from jaxclf import metrics
+from jaxclf import metrics, models
 from jaxclf.data import builders
-from jaxclf.train import build_model, optim, train_and_evaluate
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import optim
 from jaxclf.train import steps as steps_lib
 
 from conftest import REPO
@@ -46,7 +47,7 @@ TRACED_CONFIGS = ["resnet56_cifar10", "resnet110_cifar10", "resnet18_cifar10", "
 @pytest.mark.parametrize("name", TRACED_CONFIGS)
 def test_deep_smoke_variant_traces_a_train_step(name):
     c = config_lib.load(os.path.join(REPO, "configs", f"{name}.py"), "smoke")
-    model = build_model(c, 10)
+    model = models.from_config(c, 10)
     tx = optim.optimizer(c.optim, c.train.num_steps)
     coll = metrics.collection(c.metrics, num_classes=10, task=c.task)
     train_step, _ = steps_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0))
@@ -73,7 +74,7 @@ IMAGENET_CONFIGS = ["alexnet_imagenet2012", "vgg16_imagenet2012", "googlenet_ima
 def test_imagenet_smoke_variant_traces_a_train_step(name):
     c = config_lib.load(os.path.join(REPO, "configs", f"{name}.py"), "smoke")
     assert not c.dataset.in_memory and c.metrics == ("accuracy", "top5_accuracy")
-    model = build_model(c, 1000)
+    model = models.from_config(c, 1000)
     tx = optim.optimizer(c.optim, c.train.num_steps)
     coll = metrics.collection(c.metrics, num_classes=1000, task=c.task)
     train_step, _ = steps_lib.make_steps(model, tx, coll, task=c.task, key=jax.random.key(0), aux_weight=c.train.aux_loss_weight)

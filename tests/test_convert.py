@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxclf import convert, models, transfer
+from jaxclf import convert, models
+from jaxclf.train import checkpoint
 
 # Small widths: the key names and layouts do not depend on them.
 SMALL = {
@@ -95,7 +96,7 @@ def test_cli_writes_a_checkpoint_load_params_reads(tmp_path, capsys):
     out = tmp_path / "ckpt"
     # The CLI converts full-size models; a small state_dict only converts through the API.
     convert.write_checkpoint(str(out), *convert.from_torchvision("resnet18", sd, **SMALL["resnet18"]))
-    loaded_params, model_state = transfer.load_params(out)
+    loaded_params, model_state = checkpoint.load_params(out)
     jax.tree.map(np.testing.assert_array_equal, (loaded_params, model_state["batch_stats"]), (params, stats))
     with pytest.raises(SystemExit):
         convert.main(["--model=resnet20", f"--pth={tmp_path / 'r18.npz'}", f"--out={tmp_path / 'x'}"])

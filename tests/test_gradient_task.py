@@ -13,8 +13,7 @@ import pytest
 from jaxclf import config as config_lib
 from jaxclf import data, models
 from jaxclf.data.builders import first_symbol
-from jaxclf.train import train_and_evaluate
-
+from jaxclf.run import train_and_evaluate
 from conftest import REPO
 
 CONFIG = os.path.join(REPO, "configs", "gradients_first_symbol.py")

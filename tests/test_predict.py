@@ -11,10 +11,9 @@ import pytest
 from PIL import Image
 
 from jaxclf import config as config_lib
-from jaxclf import convert, predict
+from jaxclf import convert, models, predict
 from jaxclf.data.image_folder import load_image_folder, write_synthetic_folder
-from jaxclf.train import build_model, workdir as workdir_lib
-
+from jaxclf.train import workdir as workdir_lib
 from conftest import REPO
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -38,7 +37,7 @@ def run(tmp_path_factory):
     workdir = tmp / "run"
     workdir.mkdir()
     workdir_lib.record_config(workdir, config.to_dict())
-    model = build_model(config, 2)
+    model = models.from_config(config, 2)
     variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     stats = jax.tree.map(lambda s: s + 0.1, jax.device_get(variables["batch_stats"]))
     convert.write_checkpoint(str(workdir / "checkpoints"), jax.device_get(variables["params"]), stats)

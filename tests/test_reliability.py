@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxclf.train import checkpoint, train_and_evaluate
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint
 from jaxclf.train.workdir import ConfigMismatchError
 
 from conftest import REPO

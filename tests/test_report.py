@@ -10,9 +10,9 @@ import pytest
 from sklearn import metrics as skm
 
 from jaxclf import config as config_lib
-from jaxclf import data, report
-from jaxclf.train import build_model, checkpoint, train_and_evaluate
-
+from jaxclf import data, models, report
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint
 from conftest import REPO
 
 
@@ -38,7 +38,7 @@ def test_binary_metrics_match_sklearn(binary_run):
     c, workdir, results = binary_run
     ds = data.load(c.dataset)
     test = ds.splits["test"]
-    model = build_model(c, ds.num_classes)
+    model = models.from_config(c, ds.num_classes)
     _, item = checkpoint.load(workdir / "checkpoints")
     logits = np.asarray(model.apply({"params": item["state"]["params"]}, jnp.asarray(test.inputs), train=False))[:, 0]
     prob = 1 / (1 + np.exp(-logits))

@@ -14,8 +14,8 @@ import pytest
 from jaxclf import config as config_lib
 from jaxclf import data, models
 from jaxclf.data import strokes
-from jaxclf.train import build_model, checkpoint, train_and_evaluate
-
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -81,7 +81,7 @@ def test_stroke_classifier_evaluates_with_the_sketch_lengths(tfds_dir, tmp_path)
     results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     ds = data.load(c.dataset)
     test = ds.splits["test"]
-    model = build_model(c, ds.num_classes)
+    model = models.from_config(c, ds.num_classes)
     variables = {"params": _params(tmp_path)}
     logits = np.asarray(model.apply(variables, jnp.asarray(test.inputs), lengths=jnp.asarray(test.lengths), train=False))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from jaxclf import data, models
-from jaxclf.train import train_and_evaluate
-
-
+from jaxclf.run import train_and_evaluate
 def param_count(model, shape):
     variables = jax.eval_shape(lambda k, x: model.init(k, x, train=False), jax.random.key(0), jnp.zeros(shape))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))

@@ -19,8 +19,8 @@ import tensorflow_datasets as tfds
 
 from jaxclf import config as config_lib, data
 from jaxclf.data import stream
-from jaxclf.train import checkpoint, loop, mesh as mesh_lib, train_and_evaluate
-
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint, loop, mesh as mesh_lib
 from conftest import REPO
 from test_multiprocess import env, free_port
 
@@ -176,8 +176,8 @@ def test_normalize_on_the_device_is_bitwise_the_host_float_path():
 def test_the_host_sends_uint8_batches_split_over_the_devices(array_record_dir):
     c = stream_config(array_record_dir, num_workers=0)
     m = mesh_lib.make_mesh(jax.devices()[:2])
-    program = loop._build(c, m)
-    chunks = program.train_inputs([(0, 2), (2, 3)])
+    program = loop.compile_run(c, m)
+    chunks = program.inputs.chunks([(0, 2), (2, 3)])
     _, first = next(chunks)
     chunks.close()
     inputs = first["inputs"]
@@ -278,9 +278,7 @@ if args["num_processes"] > 1:
     jax.distributed.initialize(args["coordinator"], args["num_processes"], args["process_id"])
 from jaxclf import config as config_lib
 from jaxclf.data import stream
-from jaxclf.train import train_and_evaluate
-
-
+from jaxclf.run import train_and_evaluate
 class LoggedSource:
     def __init__(self, source, log, tag):
         self.source, self.log, self.tag = source, log, tag

@@ -252,8 +252,7 @@ def test_mock_text_loads_as_varied_token_ids(tfds_dir):
 
 @pytest.mark.parametrize("name,variant,eval_split", TEXT_CONFIGS)
 def test_text_smoke_config_trains_on_mock_data(name, variant, eval_split, tmp_path, tfds_dir):
-    from jaxclf.train import train_and_evaluate
-
+    from jaxclf.run import train_and_evaluate
     c = _config(name, variant, tfds_dir)
     c.train.allow_unusual = True  # 20 mock examples: fewer than a batch
     with tfds.testing.mock_data(num_examples=20):
@@ -270,8 +269,7 @@ def _check_prediction(c, workdir, vocabulary):
     """jaxclf.predict on text files: the probability of a text made of vocabulary words 2..5
     equals the model's own on token ids [2, 3, 4, 5]; an undecodable file gets an error line."""
     from jaxclf import predict
-    from jaxclf.train import build_model, checkpoint
-
+    from jaxclf.train import checkpoint
     words = [w for w in vocabulary[2:6] if re.fullmatch(r"\w+", w)]
     good, bad = workdir / "good.txt", workdir / "bad.txt"
     good.write_text(" ".join(words))
@@ -280,7 +278,7 @@ def _check_prediction(c, workdir, vocabulary):
     assert "error" in got[1] and "UnicodeDecodeError" in got[1]["error"]
     ids = np.asarray([[vocabulary.index(w) for w in words]], np.int32)
     params = checkpoint.load(workdir / "checkpoints")[1]["state"]["params"]
-    logit = float(build_model(c, 2).apply({"params": params}, ids, lengths=np.asarray([len(words)]), train=False).ravel()[0])
+    logit = float(models.from_config(c, 2).apply({"params": params}, ids, lengths=np.asarray([len(words)]), train=False).ravel()[0])
     p_positive = 1 / (1 + np.exp(-logit))
     assert got[0]["probability"] == pytest.approx(max(p_positive, 1 - p_positive), rel=1e-5)
 

@@ -1,5 +1,6 @@
 """End to end: workdir files, deterministic resume, exact evaluation, data parallelism."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -10,8 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxclf import data
-from jaxclf.train import build_model, checkpoint, losses, train_and_evaluate
+from jaxclf import data, models
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint, losses
 from jaxclf.train.workdir import WorkdirError
 
 
@@ -107,7 +109,7 @@ def test_evaluation_counts_every_example_once(smoke_config, tmp_path):
     results = train_and_evaluate(smoke_config, tmp_path, devices=one_device())
     ds = data.load(smoke_config.dataset)
     test = ds.splits["test"]
-    model = build_model(smoke_config, ds.num_classes)
+    model = models.from_config(smoke_config, ds.num_classes)
     logits = np.asarray(model.apply({"params": params_of(tmp_path)}, jnp.asarray(test.inputs), train=False))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)
     assert results["test"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == test.labels), abs=1e-7)
@@ -192,16 +194,15 @@ def test_training_chunks_are_dispatched_under_a_transfer_guard(smoke_config, tmp
     device. (On CPU only host-to-device transfers can be caught: device memory is host memory.)"""
     from jaxclf.train import loop
 
-    build = loop._build
+    build = loop.compile_run
 
     def leaky_build(config, mesh):
         program = build(config, mesh)
         train = program.train
-        program.train = lambda state, acc, inputs, num_steps: train(
-            state, acc, jax.tree.map(np.asarray, inputs), num_steps=num_steps)
-        return program
+        return dataclasses.replace(program, train=lambda state, stats, chunk, num_steps: train(
+            state, stats, jax.tree.map(np.asarray, chunk), num_steps=num_steps))
 
-    monkeypatch.setattr(loop, "_build", leaky_build)
+    monkeypatch.setattr(loop, "compile_run", leaky_build)
     with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
         train_and_evaluate(smoke_config, tmp_path, devices=one_device())
 
@@ -212,25 +213,24 @@ def test_a_log_is_written_after_the_next_chunk_is_dispatched(smoke_config, tmp_p
     stay in step order."""
     from jaxclf.train import loop, writers
 
-    events, build, write = [], loop._build, writers.MetricWriter.write
+    events, build, write = [], loop.compile_run, writers.MetricWriter.write
 
     def recording_build(config, mesh):
         program = build(config, mesh)
         train = program.train
 
-        def recorded(state, acc, inputs, num_steps):
-            out = train(state, acc, inputs, num_steps=num_steps)
+        def recorded(state, stats, chunk, num_steps):
+            out = train(state, stats, chunk, num_steps=num_steps)
             events.append(("train", int(out[0].step)))  # (a host sync, after the dispatch)
             return out
 
-        program.train = recorded
-        return program
+        return dataclasses.replace(program, train=recorded)
 
     def recording_write(self, step, split, scalars):
         events.append((split, step))
         return write(self, step, split, scalars)
 
-    monkeypatch.setattr(loop, "_build", recording_build)
+    monkeypatch.setattr(loop, "compile_run", recording_build)
     monkeypatch.setattr(writers.MetricWriter, "write", recording_write)
     smoke_config.train.log_every = 1
     train_and_evaluate(smoke_config, tmp_path, devices=one_device())
@@ -243,18 +243,18 @@ def test_a_log_is_written_after_the_next_chunk_is_dispatched(smoke_config, tmp_p
 def test_window_summary_matches_the_statistics_computed_on_the_host(smoke_config):
     """The jitted summary a log fetches = the metrics computed eagerly and the norm sums
     divided by the step count in float64."""
-    from jaxclf.train import loop
+    from jaxclf.train import compiled, train_stats
 
-    metric_set, _ = loop.metric_sets(smoke_config, 10)
+    metric_set, _ = compiled.metric_sets(smoke_config, 10)
     rng = np.random.default_rng(0)
     logits, labels = rng.normal(size=(40, 10)).astype(np.float32), rng.integers(0, 10, 40)
     loss = rng.uniform(size=40).astype(np.float32)
     update = metric_set.update(metric_set.empty(), logits=jnp.asarray(logits), labels=jnp.asarray(labels),
                                loss=jnp.asarray(loss), mask=jnp.ones(40))
-    acc = {"metrics": update, "grad_norm_sum": jnp.float32(7.3), "steps": jnp.int32(3), "nonfinite_steps": jnp.int32(1),
+    stats = {"metrics": update, "grad_norm_sum": jnp.float32(7.3), "steps": jnp.int32(3), "nonfinite_steps": jnp.int32(1),
            "first_bad_step": jnp.int32(2), "first_bad_kind": jnp.int32(2),
            "layer_grad_norm_sum": {"conv": jnp.float32(1.1), "head": jnp.float32(0.4)}}
-    summary = jax.device_get(jax.jit(lambda a: loop._window_summary(a, metric_set))(acc))
+    summary = jax.device_get(jax.jit(lambda a: train_stats.summarize(a, metric_set))(stats))
     eager = jax.device_get(metric_set.compute(update))
     assert summary["metrics"]["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == labels), abs=1e-7)
     assert summary["metrics"]["loss"] == pytest.approx(loss.astype(np.float64).mean(), rel=1e-6)
@@ -264,4 +264,4 @@ def test_window_summary_matches_the_statistics_computed_on_the_host(smoke_config
     assert summary["layer_grad_norms"] == pytest.approx({"conv": 1.1 / 3, "head": 0.4 / 3}, rel=1e-6)
     assert (summary["nonfinite_steps"], summary["first_bad_step"], summary["first_bad_kind"]) == (1, 2, 2)
     with pytest.raises(FloatingPointError, match="non-finite gradient at step 2"):
-        loop._check_finite(summary, skip=False, last_checkpoint=None)
+        train_stats.check_finite(summary, skip=False, last_checkpoint=None)

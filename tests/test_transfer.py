@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from jaxclf import models, transfer
-from jaxclf.train import steps as steps_lib
+from jaxclf.train import checkpoint, steps as steps_lib
 
 SMALL = dict(widths=(4, 4, 8), stage_sizes=(1, 1, 1))  # a ResNet-8
 
@@ -161,18 +161,18 @@ def test_load_params_and_initialize(tmp_path):
     _, source = _init(10, seed=1)
     convert.write_checkpoint(str(tmp_path / "run" / "checkpoints"), jax.device_get(source["params"]),
                              jax.device_get(source["batch_stats"]))
-    params, model_state = transfer.load_params(tmp_path / "run")  # a workdir
+    params, model_state = checkpoint.load_params(tmp_path / "run")  # a workdir
     jax.tree.map(np.testing.assert_array_equal, params, jax.device_get(source["params"]))
     assert set(model_state) == {"batch_stats"}
     model = models.create("resnet20", num_classes=2, **SMALL)
     state = steps_lib.init_state(model, optax.adam(1e-3), jnp.zeros((1, 8, 8, 3)), jax.random.key(5))
-    new = transfer.initialize(state, str(tmp_path / "run" / "checkpoints"))
+    new = transfer.initialize(state, checkpoint.load_params(tmp_path / "run" / "checkpoints"))
     np.testing.assert_array_equal(new.params["stem"]["conv"]["kernel"], source["params"]["stem"]["conv"]["kernel"])
     np.testing.assert_array_equal(new.params["head"]["kernel"], state.params["head"]["kernel"])
     np.testing.assert_array_equal(new.model_state["batch_stats"]["stem"]["norm"]["var"],
                                   source["batch_stats"]["stem"]["norm"]["var"])
     with pytest.raises(FileNotFoundError):
-        transfer.load_params(tmp_path / "missing")
+        checkpoint.load_params(tmp_path / "missing")
 
 
 def _loop_wires_transfer() -> bool:
@@ -190,8 +190,7 @@ def test_not_hotdog_fine_tunes_a_frozen_backbone_end_to_end(tmp_path, capsys):
 
     from jaxclf import config as config_lib, predict
     from jaxclf.data.image_folder import write_synthetic_folder
-    from jaxclf.train import train_and_evaluate
-
+    from jaxclf.run import train_and_evaluate
     folder = write_synthetic_folder(tmp_path / "images", per_class=6)
 
     def config():
@@ -208,7 +207,7 @@ def test_not_hotdog_fine_tunes_a_frozen_backbone_end_to_end(tmp_path, capsys):
     c.transfer.freeze_batch_stats = True
     c.optim.lr = 0.1
     train_and_evaluate(c, tmp_path / "ft", devices=jax.devices()[:1])
-    (pre, pre_state), (ft, ft_state) = transfer.load_params(tmp_path / "pre"), transfer.load_params(tmp_path / "ft")
+    (pre, pre_state), (ft, ft_state) = checkpoint.load_params(tmp_path / "pre"), checkpoint.load_params(tmp_path / "ft")
     pre_back, pre_head = _backbone_head(pre)
     ft_back, ft_head = _backbone_head(ft)
     for k in pre_back:

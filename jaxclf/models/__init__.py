@@ -155,3 +155,13 @@ def figures(name: str):
     """``figures(out_dir, model, params, inputs, labels, class_names, seed=)`` of generative
     model ``name``: the samples a finished run draws into its report directory."""
     return _loss_entry(name)["figures"]
+
+
+def from_config(config, num_classes: int) -> nn.Module:
+    """The model a run config describes (``config.model``: name and keyword arguments of
+    :func:`create`), with ``num_classes`` outputs (one logit for task 'binary')."""
+    kwargs = config.model.to_dict()
+    name = kwargs.pop("name")
+    if "num_classes" in describe(name):
+        kwargs["num_classes"] = 1 if config.task == "binary" else num_classes
+    return create(name, **kwargs)

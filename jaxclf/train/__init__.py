@@ -1,6 +1,7 @@
-"""Train state, pure steps, losses, optimizers, mesh, checkpoints and the loop."""
+"""Train state and pure steps, the run compiled from a config, the loop that drives it, and
+its mesh, checkpoints, optimizers and writers. (``jaxclf.run.train_and_evaluate`` trains a
+config and writes its results.)"""
 
-from jaxclf.train.loop import build_model, train_and_evaluate
 from jaxclf.train.steps import TrainState, eval_step, init_state, make_steps, train_step
 
-__all__ = ["TrainState", "build_model", "eval_step", "init_state", "make_steps", "train_and_evaluate", "train_step"]
+__all__ = ["TrainState", "eval_step", "init_state", "make_steps", "train_step"]

@@ -107,3 +107,19 @@ def load(directory: str | Path, step: int | None = None) -> tuple[int, Any]:
             dict(mngr.item_metadata(step).tree),
         )
         return step, mngr.restore(step, args=_restore_args(target))
+
+
+def load_params(path: str | Path, step: int | None = None) -> tuple[dict, dict]:
+    """(params, model_state) from a run's workdir or a checkpoint directory.
+
+    Works for checkpoints written by the loop and by ``python -m jaxclf.convert``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    _, item = load(directory, step)
+    if "state" not in item or "params" not in item["state"]:
+        raise ValueError(f"{directory} holds no train state ('state/params')")
+    state = item["state"]
+    return state["params"], dict(state.get("model_state") or {})

@@ -175,11 +175,12 @@ def make_loss(model, *, task: str, label_smoothing=0.0, class_weights=None, aux_
 
 
 def make_steps(
-    model, tx, metrics, *, task: str, key, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False,
+    model, tx, metrics, *, task: str, key=None, label_smoothing=0.0, class_weights=None, aux_weight=0.3, skip_nonfinite=False,
     layer_norms=False, family_loss: Callable | None = None,
 ):
     """(train_step, eval_step) with everything but (state, batch) bound; ``metrics`` is the
-    metric set whose ``from_model_output`` turns a step's outputs into its metric state."""
+    metric set whose ``from_model_output`` turns a step's outputs into its metric state.
+    ``key``: the base dropout key (None: pass ``key=`` to each train step call)."""
     loss_fn = make_loss(model, task=task, label_smoothing=label_smoothing, class_weights=class_weights,
                         aux_weight=aux_weight, family_loss=family_loss)
     train = functools.partial(

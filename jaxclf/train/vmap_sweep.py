@@ -1,8 +1,8 @@
 """Sweep points that differ only in seed and optimizer hyper-parameters, trained together.
 
-One jitted program trains all P points: parameters and optimizer states are stacked along a
-leading axis and the pure train step (:func:`jaxclf.train.steps.make_steps`) is vmapped over
-it. The optimizer is the config's, rebuilt under ``optax.inject_hyperparams`` so that the
+One jitted program trains all P points: parameters, optimizer states and train statistics
+are stacked along a leading axis and the loop's own step (:func:`jaxclf.train.compiled.make_step`:
+batch, augmentation, train step, statistics) is vmapped over it. The optimizer is the config's, rebuilt under ``optax.inject_hyperparams`` so that the
 learning rate, weight decay and momentum live in the optimizer state (one value per point)
 instead of being baked into the program.
 
@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxclf import cpu, data, metrics
-from jaxclf.train import checkpoint, loop, optim, steps as steps_lib, workdir as workdir_lib
+from jaxclf import cpu, data, models
+from jaxclf.train import checkpoint, compiled, inputs as inputs_lib, mesh as mesh_lib, optim, steps as steps_lib, train_stats
+from jaxclf.train import workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
 VMAPPABLE = ("seed", "optim.lr", "optim.weight_decay", "optim.momentum")
@@ -107,118 +108,101 @@ def _chunks(t, start: int = 0):
 
 
 def train(configs, *, device=None):
-    """Trains the points together; returns (dataset, metric set, stacked final state, logs).
+    """Trains the points together; returns (inputs, metric set, stacked final state, stacked
+    train statistics, logs).
 
     ``logs`` is a list of (step, [per-point train scalars]) at every ``train.log_every``.
     """
     _check(configs)
     base, t = configs[0], configs[0].train
-    device = device or jax.local_devices()[0]
-    ds = data.load(base.dataset)
-    model = loop.build_model(base, ds.num_classes)
-    model = cpu.tune(model) if device.platform == "cpu" else model
-    decay = any(c.optim.weight_decay for c in configs)
-    tx = hyper_optimizer(base.optim, t.num_steps, decay=decay)
-    options = dict(threshold=t.threshold, num_bins=base.eval.num_bins, calibration_bins=base.eval.calibration_bins)
-    metric_set = metrics.collection(("loss", *base.metrics), num_classes=ds.num_classes, task=base.task, **options)
-    train_step, _ = steps_lib.make_steps(
-        model, tx, metric_set, task=base.task, key=jax.random.key(0), label_smoothing=t.label_smoothing,
-        class_weights=t.class_weights, aux_weight=t.aux_loss_weight, skip_nonfinite=t.skip_nonfinite,
-    )
-    # The loop's key derivation, per point: init, step (dropout), augmentation.
-    keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 3) for c in configs])
+    mesh = mesh_lib.make_mesh([device or jax.local_devices()[0]])
+    inputs = inputs_lib.for_config(base, mesh)
+    ds = inputs.ds
+    model = models.from_config(base, ds.num_classes)
+    model = cpu.tune(model) if mesh.devices.flat[0].platform == "cpu" else model
+    tx = hyper_optimizer(base.optim, t.num_steps, decay=any(c.optim.weight_decay for c in configs))
+    metric_set, _ = compiled.metric_sets(base, ds.num_classes)
+    step = compiled.make_step(base, model, tx, metric_set, inputs)  # the loop's step, vmapped below
+    keys = jnp.stack([compiled.run_keys(c.seed) for c in configs])  # per point: init, step, augmentation
     hypers = {name: jnp.asarray([c.optim[k.split(".")[1]] for c in configs], jnp.float32) for k, name in _HYPER.items()}
-    split = ds.splits[base.dataset.train_split]
-    arrays = jax.device_put(split.arrays(), device)
-    n = split.num_examples
     example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
-    augmentations = tuple(base.dataset.augment)
 
     def init_one(key, hyper):
         s = steps_lib.init_state(model, tx, example, key[0])
-        return s.replace(opt_state=s.opt_state._replace(hyperparams={**s.opt_state.hyperparams, **hyper}))
+        s = s.replace(opt_state=s.opt_state._replace(hyperparams={**s.opt_state.hyperparams, **hyper}))
+        return s, compiled.empty_train_stats(base, metric_set, s.params)
 
-    def step_one(state, key, table):
-        indices = data.table_indices(table, state.step, t.batch_size, n)
-        batch = loop.gather(arrays, indices, jnp.ones(indices.shape, jnp.float32))
-        if augmentations:
-            batch = data.augment_batch(batch, jax.random.fold_in(key[2], state.step), augmentations, base.dataset)
-        state, stats = train_step(state, batch, key=key[1])
-        return state, (stats["metrics"], ~(stats["loss_finite"] & stats["grads_finite"]))
+    def step_one(key, table, carry):
+        return step((key[1], key[2]), table, carry, None)[0]
 
     @functools.partial(jax.jit, static_argnames="num_steps")
     @cpu.optimize
-    def run_chunk(state, acc, bad, tables, num_steps: int):  # tables: each point's, stacked
-        def body(carry, _):
-            state, acc, bad = carry
-            state, (m, b) = jax.vmap(step_one)(state, keys, tables)
-            return (state, jax.vmap(metric_set.merge)(acc, m), bad + b), None
+    def run_chunk(carry, tables, num_steps: int):  # tables: each point's, stacked
+        body = lambda carry, _: (jax.vmap(step_one)(keys, tables, carry), None)  # noqa: E731
+        return jax.lax.scan(body, carry, None, length=num_steps)[0]
 
-        return jax.lax.scan(body, (state, acc, bad), None, length=num_steps)[0]
-
-    empty = jax.jit(jax.vmap(lambda _: metric_set.empty()))
-    state = jax.jit(jax.vmap(init_one))(keys, hypers)
-    acc, bad, logs = empty(jnp.arange(len(configs))), jnp.zeros(len(configs), jnp.int32), []
-    ranges = list(_chunks(t))
-    point_tables = zip(*(data.index_tables(c.seed, ranges, t.batch_size, n) for c in configs))
+    summarize = jax.jit(jax.vmap(lambda s: train_stats.summarize(s, metric_set)))
+    reset = jax.jit(jax.vmap(lambda s: train_stats.reset(s, metric_set)))
+    state, stats = jax.jit(jax.vmap(init_one))(keys, hypers)
+    ranges, logs = list(_chunks(t)), []
+    point_tables = zip(*(data.index_tables(c.seed, ranges, t.batch_size, inputs.num_train) for c in configs))
     host = None
     for (start, end), tables in zip(ranges, point_tables):
         if host is None or any(a is not b for a, b in zip(tables, host)):  # sent when the epochs move on
-            host, stacked = tables, jax.device_put(jax.tree.map(lambda *a: np.stack(a), *tables), device)
-        state, acc, bad = run_chunk(state, acc, bad, stacked, num_steps=end - start)
+            host, stacked = tables, jax.device_put(jax.tree.map(lambda *a: np.stack(a), *tables), mesh.devices.flat[0])
+        state, stats = run_chunk((state, stats), stacked, num_steps=end - start)
         if end % t.log_every == 0 or end == t.num_steps:
-            _raise_if_nonfinite(configs, bad, t.skip_nonfinite)
-            logs.append((end, [_scalars(metric_set, acc, i) for i in range(len(configs))]))
-            acc = empty(jnp.arange(len(configs)))
-    return ds, metric_set, state, logs
+            summaries = jax.device_get(summarize(stats))
+            _raise_if_nonfinite(configs, summaries["nonfinite_steps"], t.skip_nonfinite)
+            logs.append((end, [_point_scalars(summaries, i) for i in range(len(configs))]))
+            stats = reset(stats)
+    return inputs, metric_set, state, stats, logs
 
 
-def _raise_if_nonfinite(configs, bad, skip: bool) -> None:
-    counts = np.asarray(bad)
-    if counts.any() and not skip:
+def _raise_if_nonfinite(configs, counts, skip: bool) -> None:
+    if np.any(counts) and not skip:
         worst = [f"seed={c.seed}, lr={c.optim.lr}" for c, k in zip(configs, counts) if k]
         raise FloatingPointError(f"non-finite loss or gradient in point(s) {worst}; set train.skip_nonfinite=True or lower lr")
 
 
-def _scalars(metric_set, stacked, i: int) -> dict[str, float]:
-    one = jax.tree.map(lambda x: x[i], stacked)
-    return {k: float(v) for k, v in jax.device_get(metric_set.compute(one)).items()}
+def _point_scalars(summaries, i: int) -> dict[str, float]:
+    one = jax.tree.map(lambda x: x[i], summaries)
+    return train_stats.scalars(one, int(one["nonfinite_steps"]))
 
 
-def evaluate(configs, ds, metric_set, state, *, device=None) -> list[dict]:
-    """Exact (masked) evaluation of every point on every eval split: [{split: {metric: v}}]."""
+def evaluate(configs, inputs, metric_set, state) -> list[dict]:
+    """Exact (masked) evaluation of every point on every eval split: [{split: {metric: v}}],
+    with the loop's eval step vmapped over the points."""
     base = configs[0]
-    model = loop.build_model(base, ds.num_classes)
-    _, eval_step = steps_lib.make_steps(model, optax.identity(), metric_set, task=base.task, key=jax.random.key(0),
-                                        label_smoothing=base.train.label_smoothing, class_weights=base.train.class_weights)
-    device = device or jax.local_devices()[0]
+    model = models.from_config(base, inputs.ds.num_classes)
+    _, eval_step = compiled.make_steps(base, model, optax.identity(), metric_set)
 
     @jax.jit
     @cpu.optimize
-    def eval_batch(state, acc, arrays, indices, mask):
-        batch = loop.gather(arrays, indices, mask)
-        return jax.vmap(metric_set.merge)(acc, jax.vmap(eval_step, in_axes=(0, None))(state, batch))
+    def eval_batch(state, metric_state, batch_inputs):
+        batch = inputs.eval_batch(batch_inputs)
+        return jax.vmap(metric_set.merge)(metric_state, jax.vmap(eval_step, in_axes=(0, None))(state, batch))
 
+    empty = jax.jit(jax.vmap(lambda _: metric_set.empty()))
     results = [{} for _ in configs]
     for split in dict.fromkeys((*base.dataset.eval_splits, *base.dataset.test_splits)):  # one final evaluation
-        s = ds.splits[split]
-        arrays = jax.device_put(s.arrays(), device)
-        acc = jax.jit(jax.vmap(lambda _: metric_set.empty()))(jnp.arange(len(configs)))
-        for idx, mask in data.eval_batches(s.num_examples, base.train.eval_batch_size):
-            acc = eval_batch(state, acc, arrays, jnp.asarray(idx), jnp.asarray(mask))
+        metric_state = empty(jnp.arange(len(configs)))
+        for batch_inputs in inputs.eval_inputs(split):
+            metric_state = eval_batch(state, metric_state, batch_inputs)
+        values = jax.device_get(jax.vmap(metric_set.compute)(metric_state))
         for i in range(len(configs)):
-            results[i][split] = _scalars(metric_set, acc, i)
+            results[i][split] = {k: float(v[i]) for k, v in values.items()}
     return results
 
 
-def write_point(config, workdir: Path, ds, metric_set, state, logs_i, results) -> None:
+def write_point(config, workdir: Path, ds, state, stats, logs_i, results) -> None:
     """One point as a normal run directory (the loop's files and checkpoint layout)."""
     workdir = workdir_lib.prepare(workdir)
     workdir_lib.record_config(workdir, config.to_dict())
     state = state.replace(opt_state=_loop_opt_state(config, state.params, state.opt_state))
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
     try:
-        checkpoint.save(ckpt, config.train.num_steps, {"state": state, "train": loop.empty_train_stats(metric_set, state.params, config.train.log_grad_norms)})
+        checkpoint.save(ckpt, config.train.num_steps, {"state": state, "train": stats})
     finally:
         ckpt.wait_until_finished()
         ckpt.close()
@@ -237,10 +221,10 @@ def write_point(config, workdir: Path, ds, metric_set, state, logs_i, results) -
 def run(configs, workdirs: Sequence[Path], *, device=None) -> list[dict]:
     """Trains ``configs`` together and writes each to its workdir; returns their results."""
     configs = list(configs)
-    ds, metric_set, state, logs = train(configs, device=device)
-    results = evaluate(configs, ds, metric_set, state, device=device)
+    inputs, metric_set, state, stats, logs = train(configs, device=device)
+    results = evaluate(configs, inputs, metric_set, state)
     for i, (config, workdir) in enumerate(zip(configs, workdirs)):
-        one = jax.tree.map(lambda x: x[i], state)
-        write_point(config, Path(workdir), ds, metric_set, one, [(s, per[i]) for s, per in logs], results[i])
+        one_state, one_stats = jax.tree.map(lambda x: x[i], (state, stats))
+        write_point(config, Path(workdir), inputs.ds, one_state, one_stats, [(s, per[i]) for s, per in logs], results[i])
     logging.info("vmapped %d points", len(configs))
     return results

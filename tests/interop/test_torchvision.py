@@ -16,6 +16,7 @@ torchvision = pytest.importorskip("torchvision")
 import jax.numpy as jnp  # noqa: E402
 
 from jaxclf import convert, models  # noqa: E402
+from jaxclf.train import checkpoint  # noqa: E402
 
 TOLERANCE = 1e-4
 # (model, input side): small inputs keep the CPU time down; VGG/AlexNet still flatten a
@@ -96,12 +97,11 @@ def test_round_trip_loads_into_torchvision():
 
 def test_cli_converts_a_pth_file(tmp_path):
     """``python -m jaxclf.convert`` on a torch.save'd state_dict -> a checkpoint load_params reads."""
-    from jaxclf import transfer
 
     tmodel = _torch_model("resnet18")
     torch.save(tmodel.state_dict(), tmp_path / "resnet18.pth")
     convert.main(["--model=resnet18", f"--pth={tmp_path / 'resnet18.pth'}", f"--out={tmp_path / 'ckpt'}"])
-    params, model_state = transfer.load_params(tmp_path / "ckpt")
+    params, model_state = checkpoint.load_params(tmp_path / "ckpt")
     np.testing.assert_array_equal(np.asarray(params["stem"]["conv"]["kernel"]),
                                   tmodel.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     np.testing.assert_array_equal(np.asarray(model_state["batch_stats"]["stem"]["norm"]["var"]),
