@@ -179,7 +179,7 @@ def channels_last_kernel_gradient(x, g, params: dict, out_dtype):
     """The kernel gradient as a channels-last convolution of the input (channels as its batch,
     examples as its features) with the output gradient (examples in, channels out) dilated by
     the strides, summed in at least float32 over chunks of examples when large."""
-    acc = jnp.promote_types(x.dtype, jnp.float32)
+    accumulate = jnp.promote_types(x.dtype, jnp.float32)
     ones = (1,) * (x.ndim - 2)
     dims = channels_last(x.ndim)
 
@@ -188,7 +188,7 @@ def channels_last_kernel_gradient(x, g, params: dict, out_dtype):
         g_t = jnp.moveaxis(g, 0, -2)  # (*out, N, O)
         dw = lax.conv_general_dilated(x_t, g_t, ones, params["padding"], rhs_dilation=params["rhs_dilation"],
                                       dimension_numbers=dims, precision=params["precision"],
-                                      preferred_element_type=acc)
+                                      preferred_element_type=accumulate)
         return jnp.moveaxis(dw, 0, -2)  # (*window, C, O)
 
     chunks = _kernel_gradient_chunks(x.shape, g.shape, x.dtype.itemsize)
@@ -196,7 +196,7 @@ def channels_last_kernel_gradient(x, g, params: dict, out_dtype):
         return part(x, g).astype(out_dtype)
     split = lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:])  # noqa: E731
     w_shape = (*(s for s in part(x[:1], g[:1]).shape),)
-    dw = lax.scan(lambda total, xg: (total + part(*xg), None), jnp.zeros(w_shape, acc), (split(x), split(g)))[0]
+    dw = lax.scan(lambda total, xg: (total + part(*xg), None), jnp.zeros(w_shape, accumulate), (split(x), split(g)))[0]
     return dw.astype(out_dtype)
 
 

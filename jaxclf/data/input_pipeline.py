@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,57 +24,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxclf.data import sources, strokes
+from jaxclf.data.dataset import Dataset, Split
 from jaxclf.ops.strokes import stroke5_length
 from jaxclf.data.splits import read_with_validation
 
 NORMALIZATIONS = ("standardize", "unit", "none")
 PREPROCESSING_FILE = "preprocessing.json"  # in the workdir: see preprocessing_record
 AUGMENTATIONS = ("random_crop", "flip", "stroke_scale", "stroke_drop")
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split's preprocessed inputs and int32 labels, as host arrays. Inputs are float32,
-    or int32 token ids for text; ``lengths`` (int32 per example) marks the valid steps of
-    variable-length sequences (text, strokes), None when every example is whole."""
-
-    inputs: np.ndarray
-    labels: np.ndarray
-    lengths: np.ndarray | None = None
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.labels)
-
-    def take(self, indices) -> "Split":
-        """The examples at ``indices`` (a boolean mask or integer positions)."""
-        lengths = None if self.lengths is None else self.lengths[indices]
-        return Split(self.inputs[indices], self.labels[indices], lengths)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The batchable arrays: inputs, labels and (if any) lengths."""
-        out = {"inputs": self.inputs, "labels": self.labels}
-        return out if self.lengths is None else {**out, "lengths": self.lengths}
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    name: str
-    splits: dict[str, Split]
-    num_classes: int
-    class_names: tuple[str, ...] = ()
-    mean: Any = None  # per-channel normalisation applied to every split (jaxclf.predict needs it)
-    std: Any = None
-    preprocessing: dict = dataclasses.field(default_factory=dict)  # e.g. vocabulary, stroke scale
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """The shape of one example, without the batch dimension."""
-        return next(iter(self.splits.values())).inputs.shape[1:]
-
-    @property
-    def input_dtype(self) -> np.dtype:
-        return next(iter(self.splits.values())).inputs.dtype
 
 
 def preprocessing_record(*, input_shape, pad: int, mean, std, class_names: Sequence[str], **extra) -> dict:

@@ -41,6 +41,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from jaxclf.data.dataset import Split
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
@@ -94,8 +96,6 @@ def prepare(cfg, raw: dict[str, dict[str, np.ndarray]], train_split: str):
     ``raw[split][feature]`` are numpy arrays (text as an object array of bytes). The
     vocabulary comes from ``raw[train_split]`` only.
     """
-    from jaxclf.data.input_pipeline import Split  # input_pipeline imports this module
-
     if cfg.max_length < 1:
         raise ValueError(f"dataset.max_length must be >= 1, got {cfg.max_length}")
     tokens = {

@@ -13,7 +13,6 @@ from typing import Union
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.models.layers import lookup
 from jaxclf.ops.conv import conv2d
 
 KERNELS: dict[str, np.ndarray] = {
@@ -32,7 +31,9 @@ KERNELS: dict[str, np.ndarray] = {
 
 def get_kernel(name: str) -> jnp.ndarray:
     """The named kernel as a float32 array."""
-    return jnp.asarray(lookup(KERNELS, "kernel", name))
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; valid: {', '.join(sorted(KERNELS))}")
+    return jnp.asarray(KERNELS[name])
 
 
 def apply_kernel(image, name_or_kernel: Union[str, np.ndarray], *, padding="same"):
