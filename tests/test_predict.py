@@ -91,7 +91,7 @@ def test_threshold_from_decision_json(run, tmp_path):
     workdir, folder, _ = run
     files = _files(folder)
     base = predict.load(workdir)
-    assert base.threshold == 0.5  # config train.threshold
+    assert base.threshold == 0.5  # config decision.threshold
     (workdir / predict.DECISION_FILE).write_text(json.dumps({"threshold": 0.0}))
     try:
         results = predict.load(workdir).predict(files)

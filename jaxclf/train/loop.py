@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from jaxclf import config as config_lib
 from jaxclf import cpu, data, metrics, models, report, transfer
+from jaxclf.metrics.threshold import DECISION_RULES
 from jaxclf.train import checkpoint, mesh as mesh_lib, optim, preemption, state as state_lib, workdir as workdir_lib
 from jaxclf.train.writers import MetricWriter
 
@@ -124,7 +125,7 @@ def metric_sets(config, num_classes: int):
     if config.task == "generative":
         means = metrics.means(config.metrics)
         return means, means
-    options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
+    options = dict(threshold=config.decision.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
     train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=config.task, **options)
     eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(config.task, num_classes))))
     return train_set, metrics.collection(eval_names, num_classes=num_classes, task=config.task, **options)
@@ -421,7 +422,8 @@ def train_and_evaluate(
     mesh = mesh_lib.make_mesh(devices)
     _check_batch_sizes(config, mesh.size)
     if jax.process_index() == 0:  # refused before any compute; written once the run is built
-        workdir_lib.check_config(workdir, config.to_dict(), allow_change=allow_config_change)
+        workdir_lib.check_config(workdir, config.to_dict(), defaults=config_lib.base_config().to_dict(),
+                                 allow_change=allow_config_change)
 
     program = _build(config, mesh)
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
@@ -448,7 +450,8 @@ def train_and_evaluate(
             state = transfer.initialize(state, config.transfer.init_from, exclude=config.transfer.exclude or None)
         if jax.process_index() == 0:
             ds = program.ds
-            workdir_lib.record_config(workdir, config.to_dict(), allow_change=allow_config_change)
+            workdir_lib.record_config(workdir, config.to_dict(), defaults=config_lib.base_config().to_dict(),
+                                      allow_change=allow_config_change)
             workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE, data.dataset_record(ds, config.dataset.pad))
 
         writer = MetricWriter(workdir, resume_step=start)
@@ -537,19 +540,16 @@ def _finish(workdir, config, program: _Program, state, eval_states) -> dict:
     return results
 
 
-THRESHOLD_RULES = {"fixed": None, "best_f1": "best_f1_threshold", "best_youden": "best_youden_threshold"}
-
-
 def _decision(config, program: _Program, eval_states) -> dict:
     """The binary decision threshold stored with the run (``jaxclf.predict`` uses it):
-    ``train.threshold`` ('fixed'), or the one maximising F1 or Youden's J on
-    ``train.threshold_split`` (use a validation split, e.g. eval_splits=('train[80%:]', 'test'))."""
-    rule = config.train.threshold_rule
-    if THRESHOLD_RULES[rule] is None:
-        return {"threshold": float(config.train.threshold), "rule": rule}
-    split = config.train.threshold_split or config.dataset.eval_splits[0]
+    ``decision.threshold`` ('fixed'), or the one maximising F1 or Youden's J on
+    ``decision.split`` (use a validation split, e.g. eval_splits=('train[80%:]', 'test'))."""
+    rule = config.decision.rule
+    if DECISION_RULES[rule] is None:
+        return {"threshold": float(config.decision.threshold), "rule": rule}
+    split = config.decision.split or config.dataset.eval_splits[0]
     values = jax.device_get(program.eval_set.compute(eval_states[split]))
-    return {"threshold": float(values[THRESHOLD_RULES[rule]]), "rule": rule, "split": split}
+    return {"threshold": float(values[DECISION_RULES[rule]]), "rule": rule, "split": split}
 
 
 def _write_report(workdir, config, program: _Program, eval_states) -> None:
@@ -558,7 +558,7 @@ def _write_report(workdir, config, program: _Program, eval_states) -> None:
         "num_classes": program.ds.num_classes,
         "model": config.model.name,
         "metric_names": list(program.eval_set.metric_names),
-        "options": {"threshold": config.train.threshold, "num_bins": config.eval.num_bins,
+        "options": {"threshold": config.decision.threshold, "num_bins": config.eval.num_bins,
                     "calibration_bins": config.eval.calibration_bins},
         "class_names": program.ds.class_names,
     }
