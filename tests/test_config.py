@@ -218,3 +218,21 @@ def test_section_modules_do_not_import_the_assembler_or_the_loop():
                 imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
         assert not imported & {"jaxclf.config", "jaxclf.train.loop"}, path
 
+
+def test_print_config_needs_no_workdir(tmp_path):
+    """--print_config prints the config file with its overrides, each key with its doc, and
+    exits 0 without a workdir; training without one names the missing flag."""
+    main = [sys.executable, "-m", "jaxclf.main", f"--config={CONFIG}"]
+    proc = subprocess.run([*main, "--config.optim.lr=0.25", "--print_config"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    docs = config_lib.docs()
+    assert f"optim.lr = 0.25  # {docs['optim.lr']}" in lines
+    assert f"decision.threshold = 0.5  # {docs['decision.threshold']}" in lines
+    assert len([line for line in lines if " = " in line]) == len(leaves(config_lib.load(CONFIG).to_dict()))
+    assert not list(tmp_path.iterdir())
+    proc = subprocess.run(main[:3], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO},
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: --config and --workdir are required to train (--print_config needs neither)"
