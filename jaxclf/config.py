@@ -74,7 +74,8 @@ def _extra_doc(path: str, config) -> str:
 
 
 def _describe(node, section: Section, prefix: str, root) -> list[str]:
-    lines = []
+    """A section's lines: its header, its keys, then its sub-sections (declared order first)."""
+    lines, subsections = [], []
     if prefix:
         lines += ["", f"# {prefix}: {section.doc}"]
     declared = [k for k in section.fields if k in node]
@@ -84,11 +85,11 @@ def _describe(node, section: Section, prefix: str, root) -> list[str]:
         value = node[key]
         if isinstance(value, ml_collections.ConfigDict):
             sub = field if isinstance(field, Section) else Section(_extra_doc(path, root))
-            lines += _describe(value, sub, path, root)
+            subsections += _describe(value, sub, path, root)
         else:
             doc = field.doc if isinstance(field, Field) else _extra_doc(path, root)
             lines.append(f"{path} = {value!r}  # {doc}")
-    return lines
+    return lines + subsections
 
 
 def describe(config) -> str:

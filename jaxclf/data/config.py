@@ -56,10 +56,6 @@ SECTION = Section("what to train on, and how it is read and preprocessed (jaxclf
 })
 
 
-def defaults():
-    return SECTION.build()
-
-
 def validate(dataset) -> None:
     """Raises ValueError for dataset settings that would only fail once data are read."""
     from jaxclf.data import image_folder, input_pipeline, sources, streaming
