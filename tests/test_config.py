@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from absl import flags
@@ -184,7 +185,8 @@ def test_each_package_validates_its_own_section():
          r"dataset.stream.eval_resize applies to streaming only"),
         (lambda c: data_config.validate(c.dataset), bad("dataset.image_folder", "on_bad_file", "ignore"),
          "dataset.image_folder.on_bad_file must be 'skip' or 'error', got 'ignore'"),
-        (lambda c: models_config.validate(c.model), bad("model", "name", "lenet7"), "unknown model 'lenet7'; valid models: .*lenet5"),
+        (lambda c: models_config.validate(c.model), bad("model", "name", "lenet7"),
+         "unknown model 'lenet7'; valid models: .*lenet5"),
         (lambda c: train_config.validate_optim(c.optim, allow_unusual=False), bad("optim", "lr", -1.0),
          r"optim.lr=-1.0 is negative \(gradient ascent\)"),
         (lambda c: train_config.validate(c.train), bad("train", "eval_every", 0), "train.eval_every must be positive, got 0"),
@@ -192,7 +194,8 @@ def test_each_package_validates_its_own_section():
          "unknown decision.rule 'best_acc'; valid: fixed, best_f1, best_youden"),
         (lambda c: metrics_config.validate_decision(c.decision, c.dataset.eval_splits), bad("decision", "split", "validation"),
          r"decision.split 'validation' is not one of dataset.eval_splits \('test',\)"),
-        (lambda c: transfer.validate(c.transfer), bad("transfer", "freeze", "head("), r"transfer.freeze='head\(' is not a regular expression"),
+        (lambda c: transfer.validate(c.transfer), bad("transfer", "freeze", "head("),
+         r"transfer.freeze='head\(' is not a regular expression"),
     ]
     for check, c, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -211,7 +214,7 @@ def test_section_modules_do_not_import_the_assembler_or_the_loop():
                "jaxclf/train/config.py", "jaxclf/transfer.py", "jaxclf/train/workdir.py"]
     for path in modules:
         imported = set()
-        for node in ast.walk(ast.parse(open(os.path.join(REPO, path)).read())):
+        for node in ast.walk(ast.parse(Path(REPO, path).read_text())):
             if isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
