@@ -9,6 +9,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from jaxclf import cli
 from jaxclf import config as config_lib
 
 from conftest import REPO
@@ -156,8 +157,10 @@ def test_old_keys_are_unknown(old, new):
     for part in new.split(".")[:-1]:
         node = node[part]
     assert new.rsplit(".", 1)[1] in node
-    with pytest.raises(Exception, match=old.rsplit(".", 1)[1]):
+    with pytest.raises(AttributeError) as raised:
         parse(f"--config.{old}=1")
+    line = cli.config_flag_message(raised.value, ["prog", f"--config.{old}=1"])  # what the command line prints
+    assert line.startswith(f"--config.{old}: unknown config key '{old.rsplit('.', 1)[1]}'")
 
 
 def bad(section: str, key: str, value):
