@@ -91,10 +91,10 @@ def dataset_config(data_dir: Path, workers: int):
     c = config_lib.base_config()
     d = c.dataset
     d.name, d.data_dir, d.in_memory = NAME, str(data_dir), False
-    d.resize, d.eval_resize = (224, 224), 256
+    d.resize, d.stream.eval_resize = (224, 224), 256
     d.mean, d.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     d.augment = ("random_resized_crop", "flip")
-    d.num_workers = workers
+    d.stream.num_workers = workers
     return d
 
 

@@ -4,7 +4,7 @@ Wisconsin breast-cancer data (569 tumours, 30 features; positive class = maligna
     python -m jaxclf.main --config=configs/linear_breast_cancer.py --workdir=runs/linear_breast_cancer
 
 The run's report (runs/linear_breast_cancer/report/report.md) shows the ROC curve and AUC,
-the confusion matrix at train.threshold with the type I (FP) and type II (FN) error counts,
+the confusion matrix at decision.threshold with the type I (FP) and type II (FN) error counts,
 and the thresholds that maximise F1 and Youden's J. Result: see the README's table.
 """
 

@@ -42,9 +42,9 @@ def get_config(arg=None):
     d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
     d.augment = ("flip", "random_crop")
     d.crop_padding = 16
-    d.split_ratio = 0.8  # train fraction per class when the folder has no train/test folders
-    d.split_seed = 0
-    d.on_bad_file = "skip"  # or 'error'
+    d.image_folder.split_ratio = 0.8  # train fraction per class when the folder has no train/test folders
+    d.image_folder.split_seed = 0
+    d.image_folder.on_bad_file = "skip"  # or 'error'
 
     c.transfer.init_from = ""  # a workdir or a `python -m jaxclf.convert` output
     c.transfer.freeze = transfer.BACKBONE_PATTERN  # train only the new head
@@ -92,5 +92,5 @@ def _smoke(c):
     c.dataset.resize = (32, 32)
     c.dataset.crop_padding = 4
     c.dataset.data_dir = str(write_synthetic_folder(os.path.join(tempfile.gettempdir(), "jaxclf_not_hotdog_smoke")))
-    c.dataset.split_ratio = 0.75
+    c.dataset.image_folder.split_ratio = 0.75
     recipes.smoke(c)

@@ -26,9 +26,9 @@ def get_config(arg=None):
     d = c.dataset
     d.name, d.image_key, d.label_key = "imdb_reviews", "text", "label"
     d.train_split, d.eval_splits = "train", ("test",)
-    d.vocab_size, d.max_length, d.lowercase = 20_000, 256, True
+    d.text.vocab_size, d.max_length, d.text.lowercase = 20_000, 256, True
     c.model = ml_collections.ConfigDict({
-        "name": "text_rnn", "vocab_size": d.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
+        "name": "text_rnn", "vocab_size": d.text.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
         "cell": "lstm", "hidden": 128, "bidirectional": True, "pooling": "max", "dropout_rate": 0.3,
     })
     c.optim.name, c.optim.lr, c.optim.clip_norm = "adam", 1e-3, 1.0

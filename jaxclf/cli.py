@@ -62,12 +62,15 @@ def config_flag_message(error: BaseException, argv: Sequence[str]) -> str:
     if isinstance(error, AttributeError) and "get_config" in text:
         path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "the config file")
         return f"--config: {path.split(':')[0]} defines no get_config(arg=None) returning a ConfigDict"
-    unknown = re.match(r"^'([^']+)'", text)
-    if unknown:  # ml_collections: "'lrr'\nDid you mean "lr" instead of "lrr"?"
+    raw = error
+    while isinstance(raw, (KeyError, AttributeError)) and raw.args:  # ml_collections: AttributeError(KeyError(...))
+        raw = raw.args[0]
+    unknown = re.match(r"^'([^']+)'", raw) if isinstance(raw, str) else None
+    if unknown:  # "'lrr'\nDid you mean "lr" instead of "lrr"?", or "'threshold'" when no key is close
         key = unknown.group(1)
         flag = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.")
                      and key in a.split("=", 1)[0].split(".")), None)
-        hint = text[unknown.end():].strip("; ")
+        hint = " ".join(raw[unknown.end():].split())
         where = f"{flag}: " if flag else ""
         return f"{where}unknown config key {key!r}" + (f"; {hint[0].lower()}{hint[1:]}" if hint else "")
     return text

@@ -1,6 +1,8 @@
 """Trains and evaluates a config: ``python -m jaxclf.main --config=configs/X.py --workdir=DIR``.
 
-Overrides: ``--config.optim.lr=0.01``; variants: ``--config=configs/X.py:smoke``. Re-running
+Overrides: ``--config.optim.lr=0.01``; variants: ``--config=configs/X.py:smoke``. Every key,
+its value and what it does: ``python -m jaxclf.main --print_config`` (the defaults) or
+``--config=configs/X.py [overrides] --print_config`` (that config); no workdir needed. Re-running
 the same command on a workdir resumes it. For several processes (hosts), pass
 ``--coordinator=HOST:PORT --num_processes=N --process_id=I``, or ``--distributed`` to let
 ``jax.distributed.initialize()`` read SLURM / TPU-pod environment variables.
@@ -21,8 +23,14 @@ from ml_collections import config_flags
 
 from jaxclf import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (get_config).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (get_config); --print_config lists its keys with their docs.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (required to train).")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print every key of the config (the default one without --config) with its value and doc, "
+    "grouped by section, and exit."
+)
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() from the environment.")
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0, for multi-process runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
@@ -35,7 +43,6 @@ _FRESH_IF_UNREADABLE = flags.DEFINE_bool(
 )
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the scheduler may re-run the same command to resume
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _initialize_distributed() -> None:
@@ -50,10 +57,19 @@ def _initialize_distributed() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from jaxclf import config as config_lib
+
+    if _PRINT_CONFIG.value:
+        config = config_lib.base_config() if _CONFIG.value is None else cli.config_value(_CONFIG)
+        print(config_lib.describe(config), end="")
+        return
+    missing = [f"--{name}" for name, holder in (("config", _CONFIG), ("workdir", _WORKDIR)) if holder.value is None]
+    if missing:
+        cli.fail(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required to train "
+                 "(--print_config needs neither)")
     from jaxclf import cpu
 
     cpu.configure_process()  # before JAX starts its threads
-    from jaxclf import config as config_lib
     from jaxclf.run import train_and_evaluate
     from jaxclf.train import checkpoint, preemption, workdir
 

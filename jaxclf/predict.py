@@ -6,7 +6,7 @@ preprocesses each image as training did: decode (PIL, RGB or grayscale), resize,
 to [0, 1], standardise; a text run tokenises each file with the run's recorded vocabulary.
 Binary runs decide with the run's threshold: ``decision.json``'s
 ``threshold`` if present (e.g. tuned on validation data), else the config's
-``train.threshold``.
+``decision.threshold`` (``train.threshold`` in runs recorded before that section).
 
 Each file is handled on its own: a non-image, a truncated file or a decompression bomb gives
 an error line for that file, the others are still classified, and the exit status is 1 when
@@ -76,7 +76,9 @@ def decision_threshold(workdir: Path, config) -> float:
     path = workdir / DECISION_FILE
     if path.exists():
         return float(json.loads(path.read_text())["threshold"])
-    return float(config.train.threshold)
+    if "decision" not in config:  # a run recorded before the decision section had train.threshold
+        return float(config.train.threshold)
+    return float(config.decision.threshold)
 
 
 @dataclasses.dataclass

@@ -98,11 +98,11 @@ def imagenet2012(
     d.name = "imagenet2012"
     d.in_memory = False
     d.train_split, d.eval_splits = "train", ("validation",)
-    d.resize, d.eval_resize = (224, 224), 256
+    d.resize, d.stream.eval_resize = (224, 224), 256
     d.normalize = "standardize"
     d.mean, d.std = IMAGENET_MEAN, IMAGENET_STD
     d.augment = ("random_resized_crop", "flip")
-    d.num_workers = 16
+    d.stream.num_workers = 16
     c.metrics = ("accuracy", "top5_accuracy")
     o = c.optim
     o.name, o.lr, o.momentum, o.weight_decay = "momentum", lr, 0.9, weight_decay
@@ -123,8 +123,8 @@ def imagenet2012(
 def imagenet_smoke(c: ml_collections.ConfigDict) -> None:
     """:func:`smoke` on small crops (64, eval 72) with few threads: cheap on mock data."""
     smoke(c)
-    c.dataset.resize, c.dataset.eval_resize = (64, 64), 72
-    c.dataset.num_workers = 2
+    c.dataset.resize, c.dataset.stream.eval_resize = (64, 64), 72
+    c.dataset.stream.num_workers = 2
 
 
 def ha2017_sketch_rnn(c: ml_collections.ConfigDict, *, enc_hidden=256, dec_hidden=512, z_size=128, num_mixtures=20, max_length=250) -> None:
@@ -139,7 +139,7 @@ def ha2017_sketch_rnn(c: ml_collections.ConfigDict, *, enc_hidden=256, dec_hidde
     c.dataset.image_key, c.dataset.label_key = "strokes", "label"
     c.dataset.max_length = max_length  # Nmax: longer sketches are dropped
     c.dataset.augment = ("stroke_scale", "stroke_drop")
-    c.dataset.stroke_scale, c.dataset.stroke_drop = 0.15, 0.1
+    c.dataset.strokes.stroke_scale, c.dataset.strokes.stroke_drop = 0.15, 0.1
     c.optim.name, c.optim.lr, c.optim.clip_norm = "adam", 1e-3, 1.0
     c.optim.schedule, c.optim.end_lr_factor = "cosine", 0.01
     c.train.batch_size = c.train.eval_batch_size = 100
@@ -148,7 +148,7 @@ def ha2017_sketch_rnn(c: ml_collections.ConfigDict, *, enc_hidden=256, dec_hidde
 def kim2014_text_cnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Kim 2014 (CNN-rand): widths 3, 4, 5 x 100 feature maps, max over time, dropout 0.5."""
     c.model = ml_collections.ConfigDict({
-        "name": "text_cnn", "vocab_size": c.dataset.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
+        "name": "text_cnn", "vocab_size": c.dataset.text.get_ref("vocab_size"), "embed_dim": 128, "dtype": "float32",
         "widths": (3, 4, 5), "features": 100, "dropout_rate": 0.5,
     })
     return c
@@ -157,7 +157,7 @@ def kim2014_text_cnn(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def text_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """:func:`smoke` with a tiny vocabulary, short texts and a tiny text model."""
     smoke(c)
-    c.dataset.vocab_size, c.dataset.max_length = 64, 16
+    c.dataset.text.vocab_size, c.dataset.max_length = 64, 16
     c.model.embed_dim = 8
     if "hidden" in c.model:
         c.model.hidden = 8

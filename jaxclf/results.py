@@ -10,9 +10,9 @@ from __future__ import annotations
 import jax
 
 from jaxclf import models, report
+from jaxclf.metrics.threshold import DECISION_RULES
 from jaxclf.train import workdir as workdir_lib
 
-THRESHOLD_RULES = {"fixed": None, "best_f1": "best_f1_threshold", "best_youden": "best_youden_threshold"}
 
 
 def final_states(run, state, eval_states) -> dict:
@@ -43,14 +43,14 @@ def write(trained) -> dict:
 
 def decision(config, eval_metrics, eval_states) -> dict:
     """The binary decision threshold stored with the run (``jaxclf.predict`` uses it):
-    ``train.threshold`` ('fixed'), or the one maximising F1 or Youden's J on
-    ``train.threshold_split`` (use a validation split, e.g. eval_splits=('train[80%:]', 'test'))."""
-    rule = config.train.threshold_rule
-    if THRESHOLD_RULES[rule] is None:
-        return {"threshold": float(config.train.threshold), "rule": rule}
-    split = config.train.threshold_split or config.dataset.eval_splits[0]
+    ``decision.threshold`` ('fixed'), or the one maximising F1 or Youden's J on
+    ``decision.split`` (use a validation split, e.g. eval_splits=('train[80%:]', 'test'))."""
+    rule = config.decision.rule
+    if DECISION_RULES[rule] is None:
+        return {"threshold": float(config.decision.threshold), "rule": rule}
+    split = config.decision.split or config.dataset.eval_splits[0]
     values = jax.device_get(eval_metrics.compute(eval_states[split]))
-    return {"threshold": float(values[THRESHOLD_RULES[rule]]), "rule": rule, "split": split}
+    return {"threshold": float(values[DECISION_RULES[rule]]), "rule": rule, "split": split}
 
 
 def write_report(workdir, run, eval_states) -> None:
@@ -61,7 +61,7 @@ def write_report(workdir, run, eval_states) -> None:
         "num_classes": ds.num_classes,
         "model": config.model.name,
         "metric_names": list(run.eval_metrics.metric_names),
-        "options": {"threshold": config.train.threshold, "num_bins": config.eval.num_bins,
+        "options": {"threshold": config.decision.threshold, "num_bins": config.eval.num_bins,
                     "calibration_bins": config.eval.calibration_bins},
         "class_names": ds.class_names,
     }

@@ -35,9 +35,28 @@ from flax import traverse_util
 # HEAD_PATTERN: the classifier layers ('head' in every family, GoogLeNet's 'fc' and its aux
 # heads' last layers), whose shapes depend on the class count.
 from jaxclf.models.heads import HEAD_PATTERN  # noqa: F401  (part of this module's API)
+from jaxclf.schema import Field, Section
 
 # Everything but those: the usual ``freeze`` for training only a new head.
 BACKBONE_PATTERN = r"^(?!(head|fc|aux\d/Dense_1)/)"
+
+SECTION = Section("transfer learning (jaxclf.transfer); paths are regexes over '/'-joined parameter names", {
+    "init_from": Field("", "workdir or checkpoint dir to start from (e.g. python -m jaxclf.convert output)"),
+    "exclude": Field("", "paths never copied (a head of another shape is re-initialised anyway)"),
+    "freeze": Field("", "paths frozen, e.g. jaxclf.transfer.BACKBONE_PATTERN"),
+    "unfreeze_after": Field(-1, "-1: frozen for good; N >= 0: frozen N steps, then trained"),
+    "backbone_lr_factor": Field(0.1, "lr multiplier of the frozen paths once they train"),
+    "freeze_batch_stats": Field(False, "batch norm in inference mode while training"),
+})
+
+
+def validate(section) -> None:
+    """Raises ValueError naming the key of a path pattern that is not a regular expression."""
+    for key in ("exclude", "freeze"):
+        try:
+            re.compile(section[key])
+        except re.error as e:
+            raise ValueError(f"transfer.{key}={section[key]!r} is not a regular expression: {e}") from None
 
 
 def _flat(tree) -> dict[str, Any]:

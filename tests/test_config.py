@@ -3,11 +3,13 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from jaxclf import cli
 from jaxclf import config as config_lib
 
 from conftest import REPO
@@ -117,3 +119,126 @@ def test_model_settings_are_checked_before_any_compute():
         c.model.widht = 3
     with pytest.raises(TypeError, match="model 'lenet5'.*widht"):
         config_lib.validate(c)
+
+
+def leaves(tree, prefix=""):
+    """Dotted keys of every value in a nested dict."""
+    out = []
+    for key, value in tree.items():
+        out += leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return out
+
+
+def test_every_default_key_is_documented_and_printed():
+    c = config_lib.base_config()
+    docs = config_lib.docs()
+    keys = leaves(c.to_dict())
+    sections = {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)} | {"loss"}
+    assert not [k for k in keys if not docs.get(k)] and set(docs) == set(keys) | sections
+    assert {"decision", "dataset.text", "dataset.stream", "dataset.image_folder", "dataset.strokes"} <= sections
+    printed = config_lib.describe(c).splitlines()
+    for key in keys:
+        node = c
+        for part in key.split("."):
+            node = node[part]
+        assert f"{key} = {node!r}  # {docs[key]}" in printed
+    assert f"# decision: {docs['decision']}" in printed  # sections are headed by their doc
+
+
+@pytest.mark.parametrize("old, new", [
+    ("train.threshold", "decision.threshold"), ("train.threshold_rule", "decision.rule"),
+    ("train.threshold_split", "decision.split"), ("dataset.vocab_size", "dataset.text.vocab_size"),
+    ("dataset.eval_resize", "dataset.stream.eval_resize"), ("dataset.split_ratio", "dataset.image_folder.split_ratio"),
+    ("dataset.stroke_drop", "dataset.strokes.stroke_drop"),
+])
+def test_old_keys_are_unknown(old, new):
+    c = config_lib.base_config()
+    node = c
+    for part in new.split(".")[:-1]:
+        node = node[part]
+    assert new.rsplit(".", 1)[1] in node
+    with pytest.raises(AttributeError) as raised:
+        parse(f"--config.{old}=1")
+    line = cli.config_flag_message(raised.value, ["prog", f"--config.{old}=1"])  # what the command line prints
+    assert line.startswith(f"--config.{old}: unknown config key '{old.rsplit('.', 1)[1]}'")
+
+
+def bad(section: str, key: str, value):
+    """The default config with ``section.key = value`` (section may be nested: 'dataset.stream')."""
+    c = config_lib.base_config()
+    node = c
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
+    return c
+
+
+def test_each_package_validates_its_own_section():
+    """Each package's check raises the named error on its own section, as config.validate does."""
+    from jaxclf import transfer
+    from jaxclf.data import config as data_config
+    from jaxclf.metrics import config as metrics_config
+    from jaxclf.models import config as models_config
+    from jaxclf.train import config as train_config
+
+    cases = [
+        (lambda c: data_config.validate(c.dataset), bad("dataset", "normalize", "zscore"),
+         "unknown dataset.normalize 'zscore'; valid: standardize"),
+        (lambda c: data_config.validate(c.dataset), bad("dataset.stream", "eval_resize", 8),
+         r"dataset.stream.eval_resize applies to streaming only"),
+        (lambda c: data_config.validate(c.dataset), bad("dataset.image_folder", "on_bad_file", "ignore"),
+         "dataset.image_folder.on_bad_file must be 'skip' or 'error', got 'ignore'"),
+        (lambda c: models_config.validate(c.model), bad("model", "name", "lenet7"),
+         "unknown model 'lenet7'; valid models: .*lenet5"),
+        (lambda c: train_config.validate_optim(c.optim, allow_unusual=False), bad("optim", "lr", -1.0),
+         r"optim.lr=-1.0 is negative \(gradient ascent\)"),
+        (lambda c: train_config.validate(c.train), bad("train", "eval_every", 0), "train.eval_every must be positive, got 0"),
+        (lambda c: metrics_config.validate_decision(c.decision, c.dataset.eval_splits), bad("decision", "rule", "best_acc"),
+         "unknown decision.rule 'best_acc'; valid: fixed, best_f1, best_youden"),
+        (lambda c: metrics_config.validate_decision(c.decision, c.dataset.eval_splits), bad("decision", "split", "validation"),
+         r"decision.split 'validation' is not one of dataset.eval_splits \('test',\)"),
+        (lambda c: transfer.validate(c.transfer), bad("transfer", "freeze", "head("),
+         r"transfer.freeze='head\(' is not a regular expression"),
+    ]
+    for check, c, message in cases:
+        with pytest.raises(ValueError, match=message):
+            check(c)
+        with pytest.raises(ValueError, match=message):
+            config_lib.validate(c)
+    config_lib.validate(config_lib.base_config())
+    train_config.validate_optim(bad("optim", "lr", -1.0).optim, allow_unusual=True)
+
+
+def test_section_modules_do_not_import_the_assembler_or_the_loop():
+    """Arrows go one way: jaxclf.config imports the packages' sections, never the reverse."""
+    import ast
+
+    modules = ["jaxclf/schema.py", "jaxclf/data/config.py", "jaxclf/models/config.py", "jaxclf/metrics/config.py",
+               "jaxclf/train/config.py", "jaxclf/transfer.py", "jaxclf/train/workdir.py"]
+    for path in modules:
+        imported = set()
+        for node in ast.walk(ast.parse(Path(REPO, path).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        assert not imported & {"jaxclf.config", "jaxclf.train.loop"}, path
+
+
+def test_print_config_needs_no_workdir(tmp_path):
+    """--print_config prints the config file with its overrides, each key with its doc, and
+    exits 0 without a workdir; training without one names the missing flag."""
+    main = [sys.executable, "-m", "jaxclf.main", f"--config={CONFIG}"]
+    proc = subprocess.run([*main, "--config.optim.lr=0.25", "--print_config"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    docs = config_lib.docs()
+    assert f"optim.lr = 0.25  # {docs['optim.lr']}" in lines
+    assert f"decision.threshold = 0.5  # {docs['decision.threshold']}" in lines
+    assert len([line for line in lines if " = " in line]) == len(leaves(config_lib.load(CONFIG).to_dict()))
+    assert not list(tmp_path.iterdir())
+    proc = subprocess.run(main[:3], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO},
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: --config and --workdir are required to train (--print_config needs neither)"

@@ -116,8 +116,9 @@ def test_decode_image_formats_and_bombs(tmp_path, monkeypatch):
 def test_read_splits_uses_dataset_keys(flat_folder):
     import ml_collections
 
-    cfg = ml_collections.ConfigDict(dict(data_dir=str(flat_folder), resize=(8, 8), split_ratio=0.5, split_seed=0,
-                                         on_bad_file="skip", image_key="image", label_key="label"))
+    cfg = ml_collections.ConfigDict(dict(data_dir=str(flat_folder), resize=(8, 8), image_key="image", label_key="label",
+                                         image_folder=dict(split_ratio=0.5, split_seed=0, on_bad_file="skip",
+                                                           allow_single_class=False)))
     splits, names = image_folder.read_splits(cfg)
     assert names == ("hotdog", "not_hotdog") and set(splits["train"]) == {"image", "label"}
 
@@ -129,7 +130,7 @@ def test_one_class_is_refused_unless_allowed(tmp_path):
     write_images(tmp_path / "split" / "train" / "cat", 2)
     write_images(tmp_path / "split" / "test" / "cat", 2, seed=3)
     for root in (tmp_path / "flat", tmp_path / "split"):
-        with pytest.raises(ValueError, match=r"one class folder \('cat'\).*dataset\.allow_single_class=True"):
+        with pytest.raises(ValueError, match=r"one class folder \('cat'\).*dataset\.image_folder\.allow_single_class=True"):
             load_image_folder(root, image_size=8)
         folder = load_image_folder(root, image_size=8, allow_single_class=True)
         assert folder.class_names == ("cat",)
@@ -147,5 +148,5 @@ def test_config_opt_in_reaches_the_folder(tmp_path):
     cfg.name, cfg.data_dir, cfg.resize, cfg.normalize = "image_folder", str(tmp_path), (8, 8), "unit"
     with pytest.raises(ValueError, match="allow_single_class"):
         data.load(cfg)
-    cfg.allow_single_class = True
+    cfg.image_folder.allow_single_class = True
     assert data.load(cfg).class_names == ("cat",)

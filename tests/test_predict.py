@@ -86,11 +86,19 @@ def test_bad_files_fail_alone(run, tmp_path, capsys):
     assert text.startswith(good[0] + ": ") and "hotdog" in text
 
 
+def test_threshold_without_decision_json_comes_from_the_recorded_config(tmp_path):
+    import ml_collections
+
+    now = ml_collections.ConfigDict({"decision": {"threshold": 0.7}})
+    before = ml_collections.ConfigDict({"train": {"threshold": 0.3}})  # config.json of a run from before `decision`
+    assert (predict.decision_threshold(tmp_path, now), predict.decision_threshold(tmp_path, before)) == (0.7, 0.3)
+
+
 def test_threshold_from_decision_json(run, tmp_path):
     workdir, folder, _ = run
     files = _files(folder)
     base = predict.load(workdir)
-    assert base.threshold == 0.5  # config train.threshold
+    assert base.threshold == 0.5  # config decision.threshold
     (workdir / predict.DECISION_FILE).write_text(json.dumps({"threshold": 0.0}))
     try:
         results = predict.load(workdir).predict(files)

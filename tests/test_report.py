@@ -42,7 +42,7 @@ def test_binary_metrics_match_sklearn(binary_run):
     _, item = checkpoint.load(workdir / "checkpoints")
     logits = np.asarray(model.apply({"params": item["state"]["params"]}, jnp.asarray(test.inputs), train=False))[:, 0]
     prob = 1 / (1 + np.exp(-logits))
-    pred = (prob >= c.train.threshold).astype(int)
+    pred = (prob >= c.decision.threshold).astype(int)
     got = results["test"]
     tn, fp, fn, tp = skm.confusion_matrix(test.labels, pred).ravel()
     assert (got["tp"], got["fp"], got["fn"], got["tn"]) == (tp, fp, fn, tn)
@@ -84,7 +84,7 @@ def test_decision_threshold_chosen_on_validation_split_round_trips(tmp_path, tfd
     c = config_lib.load(os.path.join(REPO, "configs", "linear_breast_cancer.py"), "smoke")
     c.dataset.data_dir = tfds_dir
     c.dataset.train_split, c.dataset.eval_splits = "train[:80%]", ("train[80%:]", "test")
-    c.train.threshold_rule, c.train.threshold_split = "best_f1", "train[80%:]"
+    c.decision.rule, c.decision.split = "best_f1", "train[80%:]"
     c.train.progress = False
     results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     decision = json.loads((tmp_path / "decision.json").read_text())
@@ -94,7 +94,7 @@ def test_decision_threshold_chosen_on_validation_split_round_trips(tmp_path, tfd
 
 def test_unknown_threshold_rule_lists_choices():
     c = config_lib.load(os.path.join(REPO, "configs", "linear_breast_cancer.py"))
-    c.train.threshold_rule = "best_acc"
+    c.decision.rule = "best_acc"
     with pytest.raises(ValueError, match="best_youden"):
         config_lib.validate(c)
 

@@ -96,7 +96,7 @@ def test_stroke_drop_augmentation_updates_lengths():
     train = ds.splits["train"]
     batch = {"inputs": jnp.asarray(train.strokes), "lengths": jnp.asarray(train.lengths), "labels": jnp.asarray(train.labels)}
     cfg = config_lib.base_config().dataset
-    cfg.stroke_drop = 0.5
+    cfg.strokes.stroke_drop = 0.5
     out = data.augment_batch(batch, jax.random.key(0), ("stroke_scale", "stroke_drop"), cfg)
     lengths = np.asarray(out["lengths"])
     np.testing.assert_array_equal(lengths, strokes.stroke5_length(np.asarray(out["inputs"])))

@@ -38,14 +38,14 @@ def stream_config(data_dir, **dataset):
     c.dataset.data_dir = data_dir
     c.dataset.in_memory = False
     c.dataset.resize = (32, 32)
-    c.dataset.eval_resize = 32
+    c.dataset.stream.eval_resize = 32
     c.dataset.mean, c.dataset.std = (0.3,), (0.4,)
     c.dataset.augment = ("random_resized_crop", "flip")
-    c.dataset.num_workers = 1
+    c.dataset.stream.num_workers = 1
     # streaming does not carve a validation split: evaluate on test during training
     c.dataset.validation_fraction, c.dataset.test_splits, c.dataset.eval_splits = 0.0, (), ("test",)
-    for k, v in dataset.items():
-        c.dataset[k] = v
+    for k, v in dataset.items():  # eval_resize, num_workers: the stream sub-section's
+        (c.dataset.stream if k in c.dataset.stream else c.dataset)[k] = v
     c.train.progress = False
     c.train.batch_size, c.train.eval_batch_size = 16, 64
     c.train.num_steps, c.train.steps_per_call = 6, 2
@@ -248,7 +248,7 @@ def test_streaming_and_in_memory_agree_without_augmentation(array_record_dir, tf
     c = stream_config(array_record_dir, resize=(8, 8), eval_resize=8, augment=(), num_workers=0)
     c.model.name = "mlp"
     mem = c.copy_and_resolve_references()
-    mem.dataset.data_dir, mem.dataset.in_memory, mem.dataset.eval_resize, mem.dataset.resize = tfds_dir, True, 0, None
+    mem.dataset.data_dir, mem.dataset.in_memory, mem.dataset.stream.eval_resize, mem.dataset.resize = tfds_dir, True, 0, None
     streamed = train_and_evaluate(c, tmp_path / "stream", devices=jax.devices()[:1])
     in_memory = train_and_evaluate(mem, tmp_path / "memory", devices=jax.devices()[:1])
     assert streamed == in_memory
@@ -306,9 +306,9 @@ train_and_evaluate(config, args["workdir"])
 
 def run_driver(workdir, data_dir, log, num_processes):
     c = stream_config(data_dir)
-    overrides = {f"dataset.{k}": c.dataset[k] for k in ("data_dir", "in_memory", "resize", "eval_resize", "mean", "std",
-                                                          "augment", "num_workers", "validation_fraction",
-                                                          "test_splits", "eval_splits")}
+    overrides = {f"dataset.{k}": c.dataset[k] for k in ("data_dir", "in_memory", "resize", "mean", "std", "augment",
+                                                          "validation_fraction", "test_splits", "eval_splits")}
+    overrides |= {f"dataset.stream.{k}": c.dataset.stream[k] for k in ("eval_resize", "num_workers")}
     overrides |= {f"train.{k}": c.train[k] for k in ("progress", "batch_size", "eval_batch_size", "num_steps",
                                                       "steps_per_call", "log_every", "eval_every", "checkpoint_every")}
     overrides["eval.report"] = False
@@ -378,8 +378,8 @@ def test_ctrl_c_and_sigkill_leave_no_worker_behind(array_record_dir, tmp_path):
     to clean up) still ends them: they watch their parent."""
     command = [sys.executable, "-m", "jaxclf.main", f"--config={os.path.join(REPO, 'configs', 'lenet5_digits.py')}:smoke",
                f"--workdir={tmp_path / 'run'}", f"--config.dataset.data_dir={array_record_dir}",
-               "--config.dataset.in_memory=False", "--config.dataset.resize=(32, 32)", "--config.dataset.eval_resize=32",
-               "--config.dataset.mean=(0.3,)", "--config.dataset.std=(0.4,)", "--config.dataset.num_workers=2",
+               "--config.dataset.in_memory=False", "--config.dataset.resize=(32, 32)", "--config.dataset.stream.eval_resize=32",
+               "--config.dataset.mean=(0.3,)", "--config.dataset.std=(0.4,)", "--config.dataset.stream.num_workers=2",
                "--config.train.progress=False", "--config.train.num_steps=100000", "--config.train.batch_size=16",
                "--config.train.log_every=50", "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000",
                "--config.eval.report=False", "--config.dataset.validation_fraction=0.0",

@@ -111,10 +111,11 @@ def test_encode_unknowns_truncation_and_empty_texts():
 
 def _dataset_cfg(**overrides):
     cfg = ml_collections.ConfigDict({
-        "name": "fake_text", "image_key": "text", "label_key": "label",
-        "vocab_size": 6, "max_length": 5, "lowercase": True,
+        "name": "fake_text", "image_key": "text", "label_key": "label", "max_length": 5,
+        "text": {"vocab_size": 6, "lowercase": True},
     })
-    cfg.update(overrides)
+    for key, value in overrides.items():
+        (cfg.text if key in cfg.text else cfg)[key] = value
     return cfg
 
 
@@ -235,7 +236,7 @@ def test_configs_share_one_vocab_size():
     for name in ("text_imdb", "text_sst2"):
         for variant in (None, "smoke", "cnn", "cnn_smoke"):
             c = config_lib.load(os.path.join(REPO, "configs", f"{name}.py"), variant)
-            c.dataset.vocab_size = 123  # as --config.dataset.vocab_size=123 would
+            c.dataset.text.vocab_size = 123  # as --config.dataset.text.vocab_size=123 would
             assert config_lib.model_kwargs(c)["vocab_size"] == 123
 
 
@@ -261,7 +262,7 @@ def test_text_smoke_config_trains_on_mock_data(name, variant, eval_split, tmp_pa
     assert 0.0 <= results[eval_split]["accuracy"] <= 1.0 and np.isfinite(results[eval_split]["loss"])
     record = json.loads((tmp_path / data.input_pipeline.PREPROCESSING_FILE).read_text())
     vocabulary = record["vocabulary"]
-    assert vocabulary[:2] == ["<pad>", "<unk>"] and 2 < len(vocabulary) <= c.dataset.vocab_size
+    assert vocabulary[:2] == ["<pad>", "<unk>"] and 2 < len(vocabulary) <= c.dataset.text.vocab_size
     _check_prediction(c, tmp_path, vocabulary)
 
 

@@ -179,7 +179,7 @@ def _loop_wires_transfer() -> bool:
     from jaxclf.config import base_config
 
     c = base_config()
-    return "transfer" in c and "split_ratio" in c.dataset
+    return "transfer" in c and "image_folder" in c.dataset
 
 
 @pytest.mark.slow

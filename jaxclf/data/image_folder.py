@@ -138,7 +138,7 @@ def _check_class_count(root: Path, class_names: Sequence[str], allow_single_clas
     if len(class_names) == 1 and not allow_single_class:
         raise ValueError(
             f"image folder {root} has one class folder ({class_names[0]!r}); a classifier needs two or more "
-            f"(expected {root}/<class>/<image files>); set dataset.allow_single_class=True to train on one anyway"
+            f"(expected {root}/<class>/<image files>); set dataset.image_folder.allow_single_class=True to train on one anyway"
         )
 
 
@@ -196,10 +196,10 @@ def read_splits(cfg) -> tuple[dict[str, dict[str, np.ndarray]], tuple[str, ...]]
     for ``jaxclf.data.load`` (``cfg`` is the config's ``dataset`` section)."""
     if cfg.resize is None:
         raise ValueError("dataset.resize (height, width) is required for image folders")
+    f = cfg.image_folder
     folder = load_image_folder(
-        cfg.data_dir, image_size=tuple(cfg.resize), split_ratio=cfg.get("split_ratio", 0.8),
-        seed=cfg.get("split_seed", 0), on_bad_file=cfg.get("on_bad_file", "skip"),
-        allow_single_class=cfg.get("allow_single_class", False),
+        cfg.data_dir, image_size=tuple(cfg.resize), split_ratio=f.split_ratio, seed=f.split_seed,
+        on_bad_file=f.on_bad_file, allow_single_class=f.allow_single_class,
     )
     splits = {s: {cfg.image_key: x, cfg.label_key: y} for s, (x, y) in folder.splits.items()}
     return splits, folder.class_names

@@ -156,7 +156,7 @@ def load(cfg) -> Dataset:
     ``cfg`` is the config's ``dataset`` section. Dense inputs (images, vectors, sequences):
     to float, ``pad``, ``resize``, ``normalize`` (+ optional ``mean``/``std``),
     ``sequence_view`` ('rows': images become sequences of rows, for recurrent models). Text
-    (``jaxclf.data.text``): tokenised with a train-split vocabulary of ``vocab_size``,
+    (``jaxclf.data.text``): tokenised with a train-split vocabulary of ``text.vocab_size``,
     ``max_length`` tokens, with lengths. Stroke-3 sketches: stroke-5 of ``max_length``
     points, with lengths. For every kind: ``keep_classes`` (a subset of classes, relabelled
     in that order), ``examples_per_class`` / ``budget_seed`` (a label budget for the train
@@ -176,7 +176,7 @@ def load(cfg) -> Dataset:
         from jaxclf.data import text
 
         splits, vocabulary = text.prepare(cfg, raw, cfg.train_split)
-        extra = {"vocabulary": list(vocabulary), "max_length": cfg.max_length, "lowercase": cfg.lowercase}
+        extra = {"vocabulary": list(vocabulary), "max_length": cfg.max_length, "lowercase": cfg.text.lowercase}
     elif kind == "strokes":
         splits, extra = _prepare_strokes(cfg, raw, class_names or tuple(map(str, range(num_classes))))
     else:
@@ -310,7 +310,7 @@ def _random_flip(images: jax.Array, key: jax.Array) -> jax.Array:
 def augment_batch(batch: dict, key: jax.Array, augmentations: tuple[str, ...], cfg) -> dict:
     """Random training augmentation inside jit, in the listed order: images (NHWC, already
     normalised) 'random_crop' (``cfg.crop_padding``), 'flip'; stroke-5 sketches
-    'stroke_scale' (``cfg.stroke_scale``), 'stroke_drop' (``cfg.stroke_drop``: dropped points
+    'stroke_scale' (``cfg.strokes.stroke_scale``), 'stroke_drop' (``cfg.strokes.stroke_drop``: dropped points
     shorten the sketch, so ``lengths`` follow)."""
     x = batch["inputs"]
     for i, name in enumerate(augmentations):
@@ -320,9 +320,9 @@ def augment_batch(batch: dict, key: jax.Array, augmentations: tuple[str, ...], c
         elif name == "flip":
             x = _random_flip(x, sub)
         elif name == "stroke_scale":
-            x = strokes.scale_offsets(sub, x, cfg.stroke_scale)
+            x = strokes.scale_offsets(sub, x, cfg.strokes.stroke_scale)
         elif name == "stroke_drop":
-            x = strokes.drop_points_batch(sub, x, cfg.stroke_drop)
+            x = strokes.drop_points_batch(sub, x, cfg.strokes.stroke_drop)
         else:
             raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
     out = {**batch, "inputs": x}

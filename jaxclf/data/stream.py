@@ -17,7 +17,7 @@ global batch (the positions its devices hold, from the batch sharding). Batches 
 as uint8, a quarter of float32's host-to-device traffic; the jitted step normalises them on the
 device (:func:`normalize`, bitwise the in-memory path's float computation).
 
-Workers (``dataset.num_workers`` processes, grain's ``mp_prefetch``; 0 decodes in the training
+Workers (``dataset.stream.num_workers`` processes, grain's ``mp_prefetch``; 0 decodes in the training
 process) build whole batches in turn: with ``k`` workers, worker ``i`` builds the ``i``-th,
 ``(i + k)``-th, ... and the training process takes them in order. Once started (a few seconds
 of imports), each worker runs in a session of its own, so a Ctrl-C or a scheduler's signal to
@@ -29,7 +29,7 @@ A worker's error, or its death, is raised in the training process as :class:`Str
 
 Preprocessing (as torchvision's ImageNet references): train = ``RandomResizedCrop(resize,
 scale=(0.08, 1), ratio=(3/4, 4/3))`` + horizontal flip (``dataset.augment``); eval (and train
-without augmentation) = shorter side to ``dataset.eval_resize`` then a center crop of
+without augmentation) = shorter side to ``dataset.stream.eval_resize`` then a center crop of
 ``dataset.resize`` (``eval_resize=0``: the whole image resized to ``dataset.resize``). Inputs
 are normalised with the explicit ``dataset.mean`` / ``dataset.std`` (in [0, 1] units):
 streaming cannot measure the train split's statistics.
@@ -215,7 +215,7 @@ class StreamSplit:
         self.name, self.split, self.train, self.seed = cfg.name, split, train, seed
         self.image_key, self.label_key = cfg.image_key, cfg.label_key
         self.size = tuple(int(s) for s in cfg.resize)
-        self.eval_resize = int(cfg.eval_resize)
+        self.eval_resize = int(cfg.stream.eval_resize)
         augment = set(cfg.augment) if train else set()
         unknown = augment - set(AUGMENTATIONS)
         if unknown:
@@ -229,7 +229,7 @@ class StreamSplit:
         self.class_names = tuple(getattr(label, "names", None) or ())
         self.mean, self.std = normalization(cfg, self.channels)
         self.source = source if source is not None else open_source(cfg, split)
-        self.num_workers = int(cfg.num_workers)
+        self.num_workers = int(cfg.stream.num_workers)
         if len(self.source) == 0:
             raise ValueError(f"dataset {cfg.name!r} split {split!r} is empty")
 
@@ -386,8 +386,8 @@ def check_config(cfg) -> None:
         raise ValueError("dataset.in_memory=False reads TFDS ArrayRecord datasets; image folders load in memory")
     if not cfg.resize or len(cfg.resize) != 2:
         raise ValueError(f"streaming (dataset.in_memory=False) needs dataset.resize=(height, width), got {cfg.resize}")
-    if cfg.eval_resize and cfg.eval_resize < max(cfg.resize):
-        raise ValueError(f"dataset.eval_resize={cfg.eval_resize} is smaller than the crop dataset.resize={tuple(cfg.resize)}")
+    if cfg.stream.eval_resize and cfg.stream.eval_resize < max(cfg.resize):
+        raise ValueError(f"dataset.stream.eval_resize={cfg.stream.eval_resize} is smaller than the crop dataset.resize={tuple(cfg.resize)}")
     unsupported = {"pad": cfg.pad, "sequence_view": cfg.sequence_view, "keep_classes": cfg.keep_classes,
                    "examples_per_class": cfg.examples_per_class}
     set_keys = [k for k, v in unsupported.items() if v]
@@ -396,8 +396,8 @@ def check_config(cfg) -> None:
     unknown = set(cfg.augment) - set(AUGMENTATIONS)
     if unknown:
         raise ValueError(f"unknown streaming dataset.augment {sorted(unknown)}; valid: {', '.join(AUGMENTATIONS)}")
-    if cfg.num_workers < 0:
-        raise ValueError(f"dataset.num_workers must be >= 0 (worker processes; 0: decode in the training process), got {cfg.num_workers}")
+    if cfg.stream.num_workers < 0:
+        raise ValueError(f"dataset.stream.num_workers must be >= 0 (worker processes; 0: decode in the training process), got {cfg.stream.num_workers}")
     if cfg.normalize == "standardize" and (cfg.get("mean") is None or cfg.get("std") is None):
         normalization(cfg, 3)  # raises the explanation
 

@@ -7,7 +7,7 @@ int32 token ids ``(n, L)`` padded with 0, plus int32 ``lengths`` ``(n,)``.
 The rules, chosen to be simple enough to state in one line each:
 
 * **Tokens** (:func:`tokenize`): decode UTF-8, replace HTML line breaks (``<br />``, which
-  imdb reviews are full of) by a space, lowercase (``dataset.lowercase``), then take
+  imdb reviews are full of) by a space, lowercase (``dataset.text.lowercase``), then take
   words (runs of letters, digits and ``_``, an inner apostrophe kept: ``don't``, ``it's``)
   and every other non-space character as a one-character token. Punctuation is kept
   because it carries sentiment (``!``, ``?``, ``:)``).
@@ -63,7 +63,7 @@ def tokenize(text: str | bytes, lowercase: bool = True) -> list[str]:
 def build_vocabulary(texts: Iterable[Sequence[str]], vocab_size: int) -> tuple[str, ...]:
     """``(PAD, UNK, *most frequent tokens)``, at most ``vocab_size`` entries; ties by string."""
     if vocab_size < 2:
-        raise ValueError(f"dataset.vocab_size must be >= 2 (padding and unknown), got {vocab_size}")
+        raise ValueError(f"dataset.text.vocab_size must be >= 2 (padding and unknown), got {vocab_size}")
     counts = collections.Counter()
     for tokens in texts:
         counts.update(tokens)
@@ -92,17 +92,17 @@ def prepare(cfg, raw: dict[str, dict[str, np.ndarray]], train_split: str):
     """``({split: Split(ids, labels, lengths)}, vocabulary)`` from TFDS text splits.
 
     ``cfg`` is the config's ``dataset`` section (``image_key`` names the text feature,
-    ``label_key`` the int label; ``vocab_size``, ``max_length``, ``lowercase``);
+    ``label_key`` the int label, ``max_length``, ``text.vocab_size``, ``text.lowercase``);
     ``raw[split][feature]`` are numpy arrays (text as an object array of bytes). The
     vocabulary comes from ``raw[train_split]`` only.
     """
     if cfg.max_length < 1:
         raise ValueError(f"dataset.max_length must be >= 1, got {cfg.max_length}")
     tokens = {
-        split: [tokenize(t, cfg.lowercase) for t in arrays[cfg.image_key]]
+        split: [tokenize(t, cfg.text.lowercase) for t in arrays[cfg.image_key]]
         for split, arrays in raw.items()
     }
-    vocabulary = build_vocabulary(tokens[train_split], cfg.vocab_size)
+    vocabulary = build_vocabulary(tokens[train_split], cfg.text.vocab_size)
     longest = max((len(t) for texts in tokens.values() for t in texts), default=1)
     width = max(1, min(cfg.max_length, longest))
     splits = {}

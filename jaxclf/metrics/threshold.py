@@ -31,6 +31,10 @@ from jaxclf.metrics.confusion import Counts, confusion, counts_from_confusion
 
 AVERAGES = ("binary", "micro", "macro", "weighted", None)
 
+# How a binary run picks its decision threshold (config ``decision.rule``): rule -> the
+# evaluated scalar that holds it (None: ``decision.threshold`` as given).
+DECISION_RULES = {"fixed": None, "best_f1": "best_f1_threshold", "best_youden": "best_youden_threshold"}
+
 # name -> (numerator, denominator) of the per-class counts.
 RATES = {
     "precision": lambda c: (c.tp, c.tp + c.fp),

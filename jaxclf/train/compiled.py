@@ -26,7 +26,7 @@ def metric_sets(config, num_classes: int):
     if config.task == "generative":
         means = metrics.means(config.metrics)
         return means, means
-    options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
+    options = dict(threshold=config.decision.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
     train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=config.task, **options)
     eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(config.task, num_classes))))
     return train_set, metrics.collection(eval_names, num_classes=num_classes, task=config.task, **options)

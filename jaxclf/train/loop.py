@@ -62,8 +62,9 @@ def train(
     workdir = workdir_lib.prepare(workdir)
     mesh = mesh_lib.make_mesh(devices)
     _check_batch_sizes(config, mesh.size)
+    defaults = config_lib.base_config().to_dict()  # keys an older workdir's config lacks
     if jax.process_index() == 0:  # refused before any compute; written once the run is built
-        workdir_lib.check_config(workdir, config.to_dict(), allow_change=allow_config_change)
+        workdir_lib.check_config(workdir, config.to_dict(), defaults=defaults, allow_change=allow_config_change)
 
     run = compile_run(config, mesh)
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
@@ -75,7 +76,7 @@ def train(
         state, stats, start = _start(run, ckpt, workdir, fresh_if_unreadable)
         last_saved = start or None
         if jax.process_index() == 0:
-            workdir_lib.record_config(workdir, config.to_dict(), allow_change=allow_config_change)
+            workdir_lib.record_config(workdir, config.to_dict(), defaults=defaults, allow_change=allow_config_change)
             workdir_lib.write_json(workdir / data.input_pipeline.PREPROCESSING_FILE,
                                    data.dataset_record(run.dataset, config.dataset.pad))
         writer = MetricWriter(workdir, resume_step=start)

@@ -76,15 +76,14 @@ def config_diff(old: dict, new: dict, defaults: dict | None = None) -> list[str]
     return lines
 
 
-def check_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
-    """Refuses (listing the differences) a workdir whose config.json holds another config."""
+def check_config(path: Path, config: dict, *, defaults: dict | None = None, allow_change: bool = False) -> None:
+    """Refuses (listing the differences) a workdir whose config.json holds another config.
+    ``defaults`` (the default config as a dict): keys a stored config lacks that hold them
+    are no difference (see :func:`config_diff`)."""
     config = strict(config)  # as stored
     target = path / "config.json"
     if target.exists() and not allow_change:
-        from jaxclf.config import base_config
-
-        defaults = strict(base_config().to_dict())
-        diff = config_diff(json.loads(target.read_text()), config, defaults)
+        diff = config_diff(json.loads(target.read_text()), config, strict(defaults or {}))
         if diff:
             raise ConfigMismatchError(
                 f"workdir {str(path)!r} holds a run with a different config:\n  "
@@ -93,8 +92,8 @@ def check_config(path: Path, config: dict, *, allow_change: bool = False) -> Non
             )
 
 
-def record_config(path: Path, config: dict, *, allow_change: bool = False) -> None:
+def record_config(path: Path, config: dict, *, defaults: dict | None = None, allow_change: bool = False) -> None:
     """Writes config.json after :func:`check_config`. The loop calls it once the data are read
     and the model initialised, so a run that failed before leaves no config.json."""
-    check_config(path, config, allow_change=allow_change)
+    check_config(path, config, defaults=defaults, allow_change=allow_change)
     write_json(path / "config.json", config)
