@@ -27,7 +27,7 @@ from jaxclf import metrics  # noqa: E402
 
 def report_metrics(task: str, num_classes: int) -> tuple[str, ...]:
     """The metrics every report shows for a task (a run's own list is added to them): those
-    the metric table (``jaxclf.metrics.collection.METRICS``) marks for its reports."""
+    the metric table (``jaxclf.metrics.METRICS``) marks for its reports."""
     return metrics.report_names(task, num_classes)
 
 

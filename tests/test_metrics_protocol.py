@@ -5,7 +5,6 @@ batches' states, every function is jittable and ``empty()`` merges as the identi
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -56,13 +55,18 @@ _COLL_NAMES = {
 }
 
 
-def _collection_case(task, auc_mode="binned"):
+def _sliced(outputs):
+    """``slice -> those rows of every output``."""
+    return lambda sl: {k: v[sl] for k, v in outputs.items()}
+
+
+def _collection_case(task, auc_mode):
     coll = M.collection(_COLL_NAMES[task], num_classes=K, task=task, num_bins=8,
                         auc_mode=auc_mode, capacity=N)
     labels = {"multiclass": _y, "binary": _ind[:, 0], "multilabel": _ind}[task]
     logits = _logits[:, 0] if task == "binary" else _logits
-    return coll, dict(logits=logits, labels=labels, loss=OUTPUTS["multiclass"]["values"],
-                      mask=_mask)
+    return coll, _sliced(dict(logits=logits, labels=labels, loss=OUTPUTS["multiclass"]["values"],
+                              mask=_mask))
 
 
 def _means_case():
@@ -74,10 +78,8 @@ def _means_case():
     return M.means(["kl"]), outputs
 
 
-CASES = {**{name: (spec, lambda sl, t=task: {k: v[sl] for k, v in OUTPUTS[t].items()})
-            for name, (spec, task) in SPECS.items()},
-         **{f"Collection {task} {mode}": (lambda c: (c[0], lambda sl: {
-             k: v[sl] for k, v in c[1].items()}))(_collection_case(task, mode))
+CASES = {**{name: (spec, _sliced(OUTPUTS[task])) for name, (spec, task) in SPECS.items()},
+         **{f"Collection {task} {mode}": _collection_case(task, mode)
             for task in ("multiclass", "binary", "multilabel") for mode in ("binned", "exact")},
          "Means": _means_case()}
 
