@@ -25,34 +25,26 @@ import numpy as np  # noqa: E402
 
 from jaxclf import metrics  # noqa: E402
 
-_BINARY = (
-    "accuracy", "balanced_accuracy", "precision", "recall", "specificity", "npv", "fpr", "fnr", "f1",
-    "mcc", "roc_auc", "roc_auc_lower", "roc_auc_upper", "average_precision", "tp", "fp", "fn", "tn",
-    "best_f1_threshold", "best_youden_threshold", "log_loss", "brier", "ece",
-)
-_MULTICLASS = (
-    "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "specificity_macro", "npv_macro",
-    "f1_macro", "f1_micro", "f1_weighted", "mcc", "cohen_kappa", "roc_auc_ovr", "roc_auc_micro",
-    "average_precision", "log_loss", "brier", "ece",
-)
-_MULTILABEL = ("accuracy", "subset_accuracy", "f1_macro", "f1_micro", "roc_auc", "average_precision")
-
-
 def report_metrics(task: str, num_classes: int) -> tuple[str, ...]:
-    """The metrics every report shows for a task (a run's own list is added to them)."""
-    if task == "binary":
-        return _BINARY
-    if task == "multilabel":
-        return _MULTILABEL
-    return _MULTICLASS + (("top5_accuracy",) if num_classes > 5 else ())
+    """The metrics every report shows for a task (a run's own list is added to them): those
+    the metric table (``jaxclf.metrics.METRICS``) marks for its reports."""
+    return metrics.report_names(task, num_classes)
 
 
 # ---- saving and loading the final evaluation's states ----
 
+def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+    if isinstance(tree, dict):
+        return {path: v for k, sub in tree.items() for path, v in _flatten(sub, f"{prefix}/{k}").items()}
+    return {prefix: np.asarray(tree)}
+
+
 def save_states(report_dir: Path, states: dict, meta: dict) -> None:
-    """``states``: {split: {stat: array}}; ``meta``: task, num_classes, metric names."""
+    """``states``: {split: metric state} (nested dicts of arrays, saved as ``split/key/...``;
+    exact-mode score buffers are left out); ``meta``: task, num_classes, metric names."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    flat = {f"{split}/{key}": np.asarray(v) for split, s in states.items() for key, v in s.items() if key != "exact"}
+    flat = {path: v for split, s in states.items()
+            for path, v in _flatten({k: v for k, v in s.items() if k != "scores"}, split).items()}
     np.savez(report_dir / "states.npz", **flat)
     (report_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -62,8 +54,11 @@ def load_states(report_dir: Path) -> tuple[dict, dict]:
     states: dict = {}
     with np.load(report_dir / "states.npz") as data:
         for name in data.files:
-            split, key = name.split("/", 1)
-            states.setdefault(split, {})[key] = data[name]
+            *path, leaf = name.split("/")
+            node = states
+            for key in path:
+                node = node.setdefault(key, {})
+            node[leaf] = data[name]
     return states, meta
 
 
@@ -161,11 +156,11 @@ def plot_roc_pr(hist_pos: np.ndarray, hist_neg: np.ndarray, names: list[str], ro
         plt.close(fig)
 
 
-def plot_reliability(state: dict, path: Path, title: str) -> None:
+def plot_reliability(sums: dict, path: Path, title: str) -> None:
+    """``sums``: a Calibration state (count, confidence, outcome per bin)."""
     import jax
 
-    r = jax.device_get(metrics.calibration.calibration_from_sums(
-        {k: state["calib_" + k] for k in ("count", "confidence", "outcome")}))
+    r = jax.device_get(metrics.calibration.calibration_from_sums(sums))
     edges, counts = np.asarray(r["bin_edges"]), np.asarray(r["count"])
     centres = (edges[:-1] + edges[1:]) / 2
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -253,21 +248,22 @@ def write(workdir: str | os.PathLike) -> Path:
         lines += [f"| {k} | {_format(v)} |" for k, v in values.items()]
         lines.append("")
         lines += _undefined_note(values)
-        if "confusion" in state and state["confusion"].ndim == 2:
-            plot_confusion(np.asarray(state["confusion"]), names, report_dir / f"confusion_{split}.png", split)
+        cm = state.get("confusion", {}).get("confusion")
+        if cm is not None and cm.ndim == 2:
+            plot_confusion(cm, names, report_dir / f"confusion_{split}.png", split)
             lines.append(f"![confusion matrix]({f'confusion_{split}.png'})")
             if meta["task"] == "binary":
-                cm = np.asarray(state["confusion"])
                 lines.append(
                     f"\nAt threshold {meta.get('options', {}).get('threshold', 0.5)}: TP {cm[1, 1]:.0f}, "
                     f"FN {cm[1, 0]:.0f} (type II errors), FP {cm[0, 1]:.0f} (type I errors), TN {cm[0, 0]:.0f}.\n"
                 )
-        if "hist_pos" in state:
-            plot_roc_pr(np.asarray(state["hist_pos"]), np.asarray(state["hist_neg"]), names,
+        if "histograms" in state:
+            hist = state["histograms"]
+            plot_roc_pr(np.asarray(hist["pos"]), np.asarray(hist["neg"]), names,
                         report_dir / f"roc_{split}.png", report_dir / f"pr_{split}.png", split)
             lines += [f"![ROC](roc_{split}.png) ![precision-recall](pr_{split}.png)", ""]
-        if "calib_count" in state:
-            plot_reliability(state, report_dir / f"reliability_{split}.png", split)
+        if "calibration" in state:
+            plot_reliability(state["calibration"], report_dir / f"reliability_{split}.png", split)
             lines += [f"![reliability](reliability_{split}.png)", ""]
     log = workdir / "metrics.jsonl"
     if log.exists():

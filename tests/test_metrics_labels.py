@@ -1,6 +1,6 @@
 """Labels outside the declared classes never give a confident number.
 
-Every metric function and streaming state, given one label outside its classes (K for
+Every metric function and statistic, given one label outside its classes (K for
 class indices, 2 for binary scores and 0/1 indicators; -1 too): outside jit a ValueError
 names it; inside jit every float of the result is NaN; with that row's weight 0 the result
 equals the one without the label (padding rows never count). The issue's examples are
@@ -178,7 +178,7 @@ def test_check_labels():
     assert bool(valid(Y, np.ones(N))) and not bool(valid(_with_bad(Y, -1), np.ones(N)))
 
 
-# ---- streaming states ----
+# ---- statistics (mergeable states) ----
 
 def _states():
     """(name, spec, update(state, labels, weight), valid labels, bad label)."""

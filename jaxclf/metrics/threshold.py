@@ -251,12 +251,12 @@ FROM_CONFUSION["mcc"] = FROM_CONFUSION["matthews_corrcoef"]
 
 
 def from_confusion(cm, metric: str, **options) -> jax.Array:
-    """``metric`` computed from a confusion matrix, e.g. a merged streaming state.
+    """``metric`` computed from a confusion matrix, e.g. a merged statistic's state.
 
     ``cm``: (K, K) counts (rows true, columns predicted; :func:`confusion_matrix`,
-    :class:`ConfusionMatrix`, a collection's ``state['confusion']``) or (K, 2, 2) multi-label
-    matrices (accuracy, balanced accuracy, MCC and kappa then pool all (example, label)
-    calls). ``metric``: one of :data:`FROM_CONFUSION` ('f1', 'precision', 'recall',
+    :class:`ConfusionMatrix`, a collection's ``state['confusion']['confusion']``) or
+    (K, 2, 2) multi-label matrices (accuracy, balanced accuracy, MCC and kappa then pool all
+    (example, label) calls). ``metric``: one of :data:`FROM_CONFUSION` ('f1', 'precision', 'recall',
     'specificity', 'npv', 'fpr', 'fnr', 'fbeta', 'accuracy', 'balanced_accuracy',
     'matthews_corrcoef'/'mcc', 'cohen_kappa'); ``options`` are that function's (``average``,
     ``pos_label``, ``zero_division``, ``beta``, ``adjusted``, ``weights``). A NaN matrix (bad

@@ -1,4 +1,4 @@
-"""Streaming states and the training-loop collection: batching, merging, sharding, bounds."""
+"""Metric statistics and the training-loop collection: batching, merging, sharding, bounds."""
 
 import functools
 import warnings
@@ -24,6 +24,10 @@ def data(seed, k, levels=4):
     mask = (rng.random(N) < 0.8).astype(np.float32)
     return dict(logits=jnp.asarray(logits, jnp.float32), labels=jnp.asarray(y),
                 loss=jnp.asarray(rng.random(N), jnp.float32), mask=jnp.asarray(mask))
+
+
+# state leaves that count examples (exact whatever the batching)
+COUNTS = ("confusion", "pos", "neg", "pairs", "count")
 
 
 def split(batch, parts):
@@ -70,10 +74,12 @@ def test_collection_identical_for_any_batching(seed, parts, task, tree_merge):
         for b in split(batch, parts):
             many = update(many, b)
     for key in one:  # counts are exact; float sums (losses, confidences) up to rounding
-        if key.startswith(("confusion", "hist", "pair_hist", "calib_count", "count", "top")):
-            np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]), key)
-        else:
-            np.testing.assert_allclose(np.asarray(one[key]), np.asarray(many[key]), rtol=1e-5)
+        for leaf in one[key]:
+            a, b = np.asarray(one[key][leaf]), np.asarray(many[key][leaf])
+            if leaf in COUNTS or key.startswith("top"):
+                np.testing.assert_array_equal(a, b, f"{key}/{leaf}")
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=f"{key}/{leaf}")
     a, b = coll.compute(one), coll.compute(many)
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
@@ -252,9 +258,11 @@ def test_sharded_over_4_devices_matches_one_device():
             for name in a:
                 np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-6,
                                            err_msg=f"{axis_type} {mode} {name}")
-            for key in ("confusion", "hist_pos", "pair_hist", "calib_count"):
+            for key, leaf in (("confusion", "confusion"), ("histograms", "pos"),
+                              ("pair_histograms", "pairs"), ("calibration", "count")):
                 if key in one:
-                    np.testing.assert_array_equal(np.asarray(one[key]), np.asarray(many[key]))
+                    np.testing.assert_array_equal(np.asarray(one[key][leaf]),
+                                                  np.asarray(many[key][leaf]))
         # functions on sharded inputs
         y = jax.device_put(batches[0]["labels"], shard)
         s = jax.device_put(jax.nn.softmax(batches[0]["logits"]), shard)
@@ -354,7 +362,8 @@ def test_from_confusion_contract_and_collection_state():
     for name, metric, opts in (("f1_macro", "f1", dict(average="macro")),
                                ("mcc", "mcc", {}),
                                ("recall_weighted", "recall", dict(average="weighted"))):
-        np.testing.assert_allclose(M.from_confusion(state["confusion"], metric, **opts),
+        np.testing.assert_allclose(M.from_confusion(state["confusion"]["confusion"], metric,
+                                                    **opts),
                                    out[name], rtol=1e-6)
 
 
@@ -365,7 +374,7 @@ def test_collection_update_needs_only_what_it_uses():
     logits = rng.normal(size=(N, 4)).astype(np.float32)
     y = rng.integers(0, 4, N)
     coll = M.collection(["accuracy", "f1_macro"], num_classes=4)
-    assert coll.metric_names == ("accuracy", "f1_macro") and "loss_sum" not in coll.empty()
+    assert coll.metric_names == ("accuracy", "f1_macro") and "loss" not in coll.empty()
     out = coll.compute(coll.update(coll.empty(), logits=logits, labels=y))
     pred = logits.argmax(1)
     np.testing.assert_allclose(out["accuracy"], skm.accuracy_score(y, pred), rtol=1e-6)
