@@ -79,7 +79,8 @@ def describe(name: str) -> dict[str, dict[str, Any]]:
     preset = factory.keywords if isinstance(factory, functools.partial) else {}
     docs = _attribute_docs(cls)
     out = {}
-    for field in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})
+    for field in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):  # shared (inherited) ones last
         if field.name in ("parent", "name") or not field.init:
             continue
         default = preset.get(field.name, field.default)

@@ -12,16 +12,15 @@ classifier has the same size at every input resolution. The smallest input is 63
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, as_dtype,
-                                  head_pool_size, maybe_remat, pool)
+from jaxclf.models.layers import (DeepCNN, ConvNormAct, check_images, as_dtype, pooled_mlp_head,
+                                  maybe_remat, pool)
 
 
-class AlexNet(nn.Module):
+class AlexNet(DeepCNN):
     """AlexNet; ``widths``, ``hidden`` and ``pool_size`` shrink it for tests and small data.
 
     Attributes:
@@ -43,9 +42,6 @@ class AlexNet(nn.Module):
     pool_size: Optional[int] = None
     dropout_rate: float = 0.5
     norm: str = "none"
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool, output: str = "logits"):
@@ -74,11 +70,7 @@ class AlexNet(nn.Module):
                      name=f"ConvNormAct_{i}")(x, train)
             x = pool(x, "max", 3, 2) if pooled else x
             stages[f"stage{i + 1}"] = x
-        side = head_pool_size(x, self.pool_size, 6)
-        x = adaptive_avg_pool(x, (side, side))
-        z = classifier_mlp(x, self.hidden, dropout_rate=self.dropout_rate, train=train, dropout_first=True,
-                           dtype=dtype, param_dtype=self.param_dtype)
-        return classify(self, z, output, stages=stages)
+        return pooled_mlp_head(self, x, stages, output, default_side=6, dropout_first=True, train=train, dtype=dtype)
 
 
 MODELS = {"alexnet": AlexNet}

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classify, as_dtype,
+from jaxclf.models.layers import (DeepCNN, ConvNormAct, adaptive_avg_pool, check_images, classify, as_dtype,
                                   global_avg_pool, maybe_remat, pool)
 
 # (1x1, 3x3 reduce, 3x3, wide reduce, wide, pool proj) per module, from the paper's Table 1.
@@ -72,7 +72,7 @@ class AuxHead(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(x).astype(jnp.float32)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(DeepCNN):
     """Inception v1; the aux heads' parameters exist whenever ``aux_logits`` is set.
 
     Attributes:
@@ -97,9 +97,6 @@ class GoogLeNet(nn.Module):
     dropout_rate: float = 0.2
     aux_dropout_rate: float = 0.7
     width_mult: float = 1.0
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool, output: str = "logits"):

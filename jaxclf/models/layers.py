@@ -37,6 +37,21 @@ def as_dtype(dtype) -> jnp.dtype:
     return jnp.dtype(dtype)
 
 
+class DeepCNN(nn.Module):
+    """The attributes the deep CNNs (AlexNet, VGG, GoogLeNet, ResNet) share; each family
+    subclasses it and documents them with its own.
+
+    Attributes:
+      remat: rematerialise each block (recompute its activations in the backward pass).
+      dtype: compute dtype, e.g. 'bfloat16'; the logits are float32 whatever it is.
+      param_dtype: dtype of the parameters.
+    """
+
+    remat: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+
 OUTPUTS = ("logits", "features", "stages")
 
 
@@ -220,3 +235,14 @@ def head_pool_size(x, pool_size: Optional[int], default: int) -> int:
     if pool_size is not None:
         return pool_size
     return min(default, x.shape[1], x.shape[2])
+
+
+def pooled_mlp_head(module, x, stages, output: str, *, default_side: int, dropout_first: bool, train: bool, dtype):
+    """AlexNet's and VGG's classifier on feature map ``x``: adaptive average pool to
+    ``module.pool_size`` (None: torchvision's ``default_side`` unless the map is smaller),
+    ``module.hidden`` dense layers with dropout, then ``classify``."""
+    side = head_pool_size(x, module.pool_size, default_side)
+    z = classifier_mlp(adaptive_avg_pool(x, (side, side)), module.hidden, dropout_rate=module.dropout_rate, train=train,
+                       dropout_first=dropout_first, dtype=dtype, param_dtype=module.param_dtype)
+    return classify(module, z, output, stages=stages)
+

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, check_images, classify, as_dtype, global_avg_pool, lookup,
+from jaxclf.models.layers import (DeepCNN, ConvNormAct, check_images, classify, as_dtype, global_avg_pool, lookup,
                                   maybe_remat, pool)
 
 
@@ -86,7 +86,7 @@ class Bottleneck(_Residual):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(DeepCNN):
     """A residual network; ``stage_sizes`` blocks per stage, stage i with ``widths[i]``.
 
     Every stage after the first halves the resolution in its first block.
@@ -113,9 +113,6 @@ class ResNet(nn.Module):
     shortcut: str = "projection"
     norm: str = "batch"
     zero_init_residual: bool = False
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool, output: str = "logits"):

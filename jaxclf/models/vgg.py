@@ -10,19 +10,18 @@ classes match torchvision exactly, e.g. vgg16 138,357,544 and vgg16_bn 138,365,9
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
-from jaxclf.models.layers import (ConvNormAct, adaptive_avg_pool, check_images, classifier_mlp, classify, as_dtype,
-                                  head_pool_size, maybe_remat, pool)
+from jaxclf.models.layers import (DeepCNN, ConvNormAct, check_images, as_dtype, pooled_mlp_head,
+                                  maybe_remat, pool)
 
 # Convs per stage for the paper's configurations A (vgg11), B (13), D (16), E (19).
 STAGE_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 
 
-class VGG(nn.Module):
+class VGG(DeepCNN):
     """A VGG network: stage i has ``stage_depths[i]`` 3x3 convs of ``widths[i]`` channels.
 
     Attributes:
@@ -47,9 +46,6 @@ class VGG(nn.Module):
     pool_size: Optional[int] = None
     norm: str = "none"
     dropout_rate: float = 0.5
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool, output: str = "logits"):
@@ -78,11 +74,7 @@ class VGG(nn.Module):
                 n += 1
             x = pool(x, "max", 2, 2)
             stages[f"stage{i + 1}"] = x
-        side = head_pool_size(x, self.pool_size, 7)
-        x = adaptive_avg_pool(x, (side, side))
-        z = classifier_mlp(x, self.hidden, dropout_rate=self.dropout_rate, train=train, dropout_first=False,
-                           dtype=dtype, param_dtype=self.param_dtype)
-        return classify(self, z, output, stages=stages)
+        return pooled_mlp_head(self, x, stages, output, default_side=7, dropout_first=False, train=train, dtype=dtype)
 
 
 MODELS = {
