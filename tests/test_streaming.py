@@ -205,7 +205,15 @@ class FailingSource(CountingSource):
 
 
 def children():
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Child processes, without multiprocessing's resource tracker: one per process, started
+    by the first shared-memory use and ended with the process (not a worker)."""
+    def tracker(p):
+        try:
+            return "multiprocessing.resource_tracker" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    return {p.pid for p in psutil.Process().children(recursive=True) if not tracker(p)}
 
 
 @pytest.mark.parametrize("how", ["raise", "exit"])
@@ -217,7 +225,7 @@ def test_a_failing_worker_stops_the_run_with_a_clear_error_and_leaves_no_process
     open_source = stream.open_source
     before = children()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(streaming, "open_source", lambda cfg, split: FailingSource(open_source(cfg, split), bad if split == "train" else -1, how))
+        mp.setattr(stream, "open_source", lambda cfg, split: FailingSource(open_source(cfg, split), bad if split == "train" else -1, how))
         t0 = time.monotonic()
         expected = f"example {bad} \\(step 5\\).*unreadable record {bad}" if how == "raise" else "terminated unexpectedly"
         with pytest.raises(stream.StreamError, match=expected):
