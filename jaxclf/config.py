@@ -13,7 +13,14 @@ import math
 import ml_collections
 
 # generative: the model family defines its loss and the scalars it logs (e.g. Sketch-RNN).
-TASKS = ("multiclass", "binary", "multilabel", "generative")
+# sequence: one target token per step, labels (N, T) (tagging, generation, seq2seq).
+TASKS = ("multiclass", "binary", "multilabel", "generative", "sequence")
+
+
+def metrics_task(task: str) -> str:
+    """The task the metrics see: per-step targets ('sequence') are scored token by token, as
+    multiclass rows."""
+    return "multiclass" if task == "sequence" else task
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -190,7 +197,7 @@ def validate(config) -> None:
         if unknown:
             raise ValueError(f"model {config.model.name!r} does not log {unknown}; it logs: {', '.join(valid)}")
     else:
-        metrics.collection(config.metrics, num_classes=2, task=config.task)  # raises on bad names
+        metrics.collection(config.metrics, num_classes=2, task=metrics_task(config.task))  # raises on bad names
     data.check_exists(config.dataset.name, config.dataset.data_dir)
     if config.dataset.in_memory:
         unknown_aug = set(config.dataset.augment) - set(data.input_pipeline.AUGMENTATIONS)

@@ -76,6 +76,11 @@ class Dataset:
     def input_dtype(self) -> np.dtype:
         return next(iter(self.splits.values())).inputs.dtype
 
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        """The shape of one example's labels: () for a class, (T,) for per-step tokens."""
+        return next(iter(self.splits.values())).labels.shape[1:]
+
 
 def preprocessing_record(*, input_shape, pad: int, mean, std, class_names: Sequence[str], **extra) -> dict:
     """What a run stores in ``preprocessing.json``: everything prediction needs from the data
@@ -170,6 +175,7 @@ def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
             )
     kind = _feature_kind(features[cfg.image_key])
     label = features[cfg.label_key]
+    label = getattr(label, "feature", label)  # per-step labels: a Sequence of class labels
     class_names = tuple(getattr(label, "names", None) or ())
     return {split: sources.read_split(builder, split) for split in names}, label.num_classes, class_names, kind
 

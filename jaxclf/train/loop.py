@@ -125,9 +125,10 @@ def metric_sets(config, num_classes: int):
         means = metrics.means(config.metrics)
         return means, means
     options = dict(threshold=config.train.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
-    train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=config.task, **options)
-    eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(config.task, num_classes))))
-    return train_set, metrics.collection(eval_names, num_classes=num_classes, task=config.task, **options)
+    task = config_lib.metrics_task(config.task)  # 'sequence': token-level multiclass metrics
+    train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=task, **options)
+    eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(task, num_classes))))
+    return train_set, metrics.collection(eval_names, num_classes=num_classes, task=task, **options)
 
 
 @dataclasses.dataclass
@@ -238,6 +239,8 @@ def _build(config, mesh) -> _Program:
             finally:
                 batches.close()
     example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
+    if config.task == "sequence":  # per-step targets, which teacher-forced models read
+        example = {"inputs": example, "labels": jnp.zeros((1, *ds.label_shape), jnp.int32)}
 
     @jax.jit
     def init():
@@ -554,7 +557,7 @@ def _decision(config, program: _Program, eval_states) -> dict:
 
 def _write_report(workdir, config, program: _Program, eval_states) -> None:
     meta = {
-        "task": config.task,
+        "task": config_lib.metrics_task(config.task),
         "num_classes": program.ds.num_classes,
         "model": config.model.name,
         "metric_names": list(program.eval_set.metric_names),
