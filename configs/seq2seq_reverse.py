@@ -35,6 +35,7 @@ def get_config(arg=None):
     c.model.attention = "luong"
     c.optim.name = "adam"
     c.optim.lr = 3e-3
+    c.optim.schedule = "cosine"  # the last steps at a small rate polish the rare wrong token
     c.optim.clip_norm = 1.0
     c.train.batch_size = 64
     c.train.eval_batch_size = 500

@@ -4,7 +4,7 @@
     python -m jaxclf.sweep --config=configs/sweep_attention_length.py --workdir=runs/attention_length
 
 Every point is ``configs/seq2seq_reverse.py`` (LSTM, 128 units) with its attention
-('luong' or 'none') and dataset (``token_order/reverse_t{T}``) set, 800 steps of 64 sequences.
+('luong' or 'none') and dataset (``token_order/reverse_t{T}``) set, 1,000 steps of 64 sequences (cosine learning rate).
 ``:smoke``: T = 5 only, a few tiny steps. One point alone is a normal run:
 
     python -m jaxclf.main --config=configs/sweep_attention_length.py --workdir=runs/attention_t40_none \
@@ -24,7 +24,7 @@ def get_config(arg=None):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq2seq_reverse.py")
     c = load(path, arg)
     if arg != "smoke":
-        c.train.num_steps = c.train.eval_every = c.train.checkpoint_every = 800
+        c.train.num_steps = c.train.eval_every = c.train.checkpoint_every = 1000
     return c
 
 

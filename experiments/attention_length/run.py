@@ -105,16 +105,18 @@ def markdown(rows: list[dict]) -> str:
 def plot_accuracy(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     for attention, color in (("luong", "tab:blue"), ("none", "tab:red")):
         mine = [r for r in rows if r["attention"] == attention]
         ts = [r["T"] for r in mine]
-        label = "Luong attention" if attention == "luong" else "no attention"
-        ax.plot(ts, [r["greedy_token_accuracy"] for r in mine], "o-", color=color, label=f"{label}: tokens")
-        ax.plot(ts, [r["greedy_sequence_accuracy"] for r in mine], "s--", color=color, label=f"{label}: whole sequences")
+        label = "attention" if attention == "luong" else "no attention"
+        ax.plot(ts, [r["teacher_forced_token_accuracy"] for r in mine], "^:", color=color, alpha=0.6,
+                label=f"{label}: tokens, teacher-forced")
+        ax.plot(ts, [r["greedy_token_accuracy"] for r in mine], "o-", color=color, label=f"{label}: tokens, greedy")
+        ax.plot(ts, [r["greedy_sequence_accuracy"] for r in mine], "s--", color=color, label=f"{label}: sequences, greedy")
     ax.axhline(CHANCE, color="gray", lw=0.8, ls=":", label="chance (one symbol)")
-    ax.set(xlabel="T (symbols to reverse)", ylabel="test accuracy (greedy decoding)", ylim=(-0.02, 1.02))
-    ax.legend(fontsize=7, loc="center right")
+    ax.set(xlabel="T (symbols to reverse)", ylabel="test accuracy", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("Encoder-decoder reversing T symbols", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
