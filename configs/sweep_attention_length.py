@@ -3,7 +3,7 @@
 
     python -m jaxclf.sweep --config=configs/sweep_attention_length.py --workdir=runs/attention_length
 
-Every point is ``configs/seq2seq_reverse.py`` (LSTM, 128 units) with its attention
+Every point is ``configs/seq2seq_reverse.py`` (bidirectional LSTM encoder, 128 units) with its attention
 ('luong' or 'none') and dataset (``token_order/reverse_t{T}``) set, 1,000 steps of 64 sequences (cosine learning rate).
 ``:smoke``: T = 5 only, a few tiny steps. One point alone is a normal run:
 
