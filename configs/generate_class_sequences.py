@@ -7,6 +7,8 @@ random one with probability 0.1, the end marker never: the best token accuracy i
 1 - 0.1 * 7/8 * 11/12 = 92%; ``task='sequence'``). ``:smoke``.
 
     python -m jaxclf.main --config=configs/generate_class_sequences.py --workdir=runs/generate_class_sequences
+
+Measured (2 shared CPU cores, 29 s): test token accuracy 92.2%, the noise's bound.
 """
 
 from jaxclf import recipes

@@ -16,7 +16,9 @@ The argument is a comma-separated list of: a length T (5, 10, 20, 40, 70, 100; d
     python -m jaxclf.main --config=configs/seq2seq_reverse.py:20,no_attention --workdir=runs/seq2seq_reverse_t20_noatt
 
 The test split's accuracy is teacher-forced (each step given the true previous symbols);
-``experiments/attention_length/run.py`` also decodes greedily and sweeps T.
+``experiments/attention_length/run.py`` also decodes greedily and sweeps T. Measured at T = 20
+(2 shared CPU cores): with attention 100% of test tokens in 54 s (greedy decoding: 100% of
+sequences), without 95.5% in 40 s (greedy: 77.6% of tokens, 40.2% of sequences).
 """
 
 from jaxclf import recipes

@@ -6,6 +6,8 @@ so far (``task='sequence'``: token-level loss and accuracy). ``:bidirectional`` 
 backward direction, which sees the future bits and must learn to ignore them; ``:smoke``.
 
     python -m jaxclf.main --config=configs/tagging_parity.py --workdir=runs/tagging_parity
+
+Measured (2 shared CPU cores, 16 s): test token accuracy 100% (chance 50%).
 """
 
 from jaxclf import recipes
