@@ -15,11 +15,18 @@ import ml_collections
 from jaxclf.schema import Field, Section
 
 # generative: the model family defines its loss and the scalars it logs (e.g. Sketch-RNN).
-TASKS = ("multiclass", "binary", "multilabel", "generative")
+# sequence: one target token per step, labels (N, T) (tagging, generation, seq2seq).
+TASKS = ("multiclass", "binary", "multilabel", "generative", "sequence")
+
+
+def metrics_task(task: str) -> str:
+    """The task the metrics see: per-step targets ('sequence') are scored token by token, as
+    multiclass rows."""
+    return "multiclass" if task == "sequence" else task
 
 TOP = Section("the run", {
     "seed": Field(0, "seed of the initialisation, the data order and the augmentation"),
-    "task": Field("multiclass", "multiclass | binary (one logit) | multilabel | generative (the model's own loss)"),
+    "task": Field("multiclass", "multiclass | binary (one logit) | multilabel | generative (the model's own loss) | sequence (a label per step)"),
     "metrics": Field(("accuracy",), "metrics logged and evaluated (jaxclf.metrics.names()); generative: the loss's scalars"),
 })
 
@@ -146,7 +153,7 @@ def validate(config) -> None:
     if config.task == "generative":
         models_config.validate_logged(config.model.name, config.metrics)
     else:
-        metrics_config.validate_names(config.metrics, config.task)
+        metrics_config.validate_names(config.metrics, metrics_task(config.task))
     data_config.validate(config.dataset)
     transfer.validate(config.transfer)
     metrics_config.validate_decision(config.decision, config.dataset.eval_splits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 
+from jaxclf import config as config_lib
 from jaxclf import models, report
 from jaxclf.metrics.threshold import DECISION_RULES
 from jaxclf.train import workdir as workdir_lib
@@ -57,7 +58,7 @@ def write_report(workdir, run, eval_states) -> None:
     """The evaluation report (figures and report.md) from the final metric states."""
     config, ds = run.config, run.dataset
     meta = {
-        "task": config.task,
+        "task": config_lib.metrics_task(config.task),
         "num_classes": ds.num_classes,
         "model": config.model.name,
         "metric_names": list(run.eval_metrics.metric_names),

@@ -52,3 +52,8 @@ class Dataset:
     @property
     def input_dtype(self) -> np.dtype:
         return next(iter(self.splits.values())).inputs.dtype
+
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        """The shape of one example's labels: () for a class, (T,) for per-step tokens."""
+        return next(iter(self.splits.values())).labels.shape[1:]

@@ -126,6 +126,7 @@ def _read(cfg, names) -> tuple[dict, int, tuple[str, ...], str]:
             )
     kind = _feature_kind(features[cfg.image_key])
     label = features[cfg.label_key]
+    label = getattr(label, "feature", label)  # per-step labels: a Sequence of class labels
     class_names = tuple(getattr(label, "names", None) or ())
     return {split: sources.read_split(builder, split) for split in names}, label.num_classes, class_names, kind
 

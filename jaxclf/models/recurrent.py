@@ -578,9 +578,15 @@ class RNNGenerator(nn.Module):
         )
 
 
+ATTENTIONS = ("luong", "none")
+
+
 @with_recurrent_attributes
 class Seq2Seq(nn.Module):
-    """Encoder-decoder with Luong ('general') attention over the encoder's valid steps.
+    """Encoder-decoder with Luong ('general') attention over the encoder's valid steps, or
+    none (``attention='none'``: the decoder's state alone feeds the output layer, so all it
+    knows of the source is the encoder's final carry, the fixed-size bottleneck of Sutskever
+    et al. 2014; everything else is the same model).
 
     The encoder reads float features ``x`` (B, S, F); the decoder, started from the
     encoder's final forward carry, reads the target tokens shifted right after a start
@@ -595,10 +601,13 @@ class Seq2Seq(nn.Module):
       num_classes: the target vocabulary (the start token is id ``num_classes``).
       end_token: the token that ends a decoded sequence.
       embed_dim: size of the target token embeddings.
+      attention: 'luong' (``out_t = tanh(W_c [ctx_t, s_t])``) or 'none' (``tanh(W_c s_t)``:
+        no attention parameters, nothing sown).
     """
 
     num_classes: int = 10
     end_token: int = 0
+    attention: str = "luong"
     cell: str = "lstm"
     hidden: int = 128
     num_layers: int = 1
@@ -613,6 +622,8 @@ class Seq2Seq(nn.Module):
     cell_options: Mapping | None = None
 
     def setup(self):
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"Seq2Seq: unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}")
         pd = self.param_dtype
         self.encoder = Encoder(
             self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
@@ -621,7 +632,8 @@ class Seq2Seq(nn.Module):
         self.embed = nn.Embed(self.num_classes + 1, self.embed_dim, param_dtype=pd)
         self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
                                   dtype=self.dtype, cell_options=self.cell_options, param_dtype=pd)
-        self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False, param_dtype=pd)  # W_a
+        if self.attention == "luong":
+            self.score = nn.Dense(self.hidden * (1 + self.bidirectional), use_bias=False, param_dtype=pd)  # W_a
         self.combine = nn.Dense(self.hidden, param_dtype=pd)
         self.dropout = nn.Dropout(self.dropout_rate)
         self.head = nn.Dense(self.num_classes, dtype=as_dtype(self.dtype), param_dtype=pd)
@@ -633,12 +645,16 @@ class Seq2Seq(nn.Module):
         return enc, lengths, carries[0]
 
     def _attend(self, s, enc, lengths, train):
-        """Logits from decoder states ``s`` (B, T, H) attending over ``enc`` (B, S, D)."""
-        scores = jnp.einsum("btd,bsd->bts", self.score(s), enc)
-        weights = masked_softmax(scores, sequence_mask(lengths, enc.shape[1])[:, None, :])
-        _sow_attention(self, weights)
-        context = jnp.einsum("bts,bsd->btd", weights, enc)
-        out = jnp.tanh(self.combine(jnp.concatenate([context, s], -1)))
+        """Logits from decoder states ``s`` (B, T, H) attending over ``enc`` (B, S, D) (or
+        from ``s`` alone without attention)."""
+        if self.attention == "none":
+            out = jnp.tanh(self.combine(s))
+        else:
+            scores = jnp.einsum("btd,bsd->bts", self.score(s), enc)
+            weights = masked_softmax(scores, sequence_mask(lengths, enc.shape[1])[:, None, :])
+            _sow_attention(self, weights)
+            context = jnp.einsum("bts,bsd->btd", weights, enc)
+            out = jnp.tanh(self.combine(jnp.concatenate([context, s], -1)))
         out = self.dropout(out, deterministic=not train)
         return self.head(out).astype(jnp.float32)
 
@@ -654,7 +670,7 @@ class Seq2Seq(nn.Module):
           x: source features (B, S, F) float.
           targets: (B, T) int target tokens; the decoder reads them shifted right.""" + _SEQUENCE_ARGS + """
 
-        Attention weights are sown as ``intermediates/attention``; ``sample`` draws from
+        Attention weights (B, T, S) are sown as ``intermediates/attention``; ``sample`` draws from
         the 'sample' rng stream.
         """
 

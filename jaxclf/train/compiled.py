@@ -27,9 +27,19 @@ def metric_sets(config, num_classes: int):
         means = metrics.means(config.metrics)
         return means, means
     options = dict(threshold=config.decision.threshold, num_bins=config.eval.num_bins, calibration_bins=config.eval.calibration_bins)
-    train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=config.task, **options)
-    eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(config.task, num_classes))))
-    return train_set, metrics.collection(eval_names, num_classes=num_classes, task=config.task, **options)
+    task = config_lib.metrics_task(config.task)  # 'sequence': token-level multiclass metrics
+    train_set = metrics.collection(("loss", *config.metrics), num_classes=num_classes, task=task, **options)
+    eval_names = tuple(dict.fromkeys(("loss", *config.metrics, *report.report_metrics(task, num_classes))))
+    return train_set, metrics.collection(eval_names, num_classes=num_classes, task=task, **options)
+
+
+def example_batch(config, ds):
+    """A one-example batch of zeros that initialises the model (shapes only matter); with
+    per-step targets (task 'sequence') also labels, which teacher-forced models read."""
+    example = example_batch(config, ds)
+    if config.task == "sequence":
+        return {"inputs": example, "labels": jnp.zeros((1, *ds.label_shape), jnp.int32)}
+    return example
 
 
 def make_optimizer(config):
@@ -140,7 +150,7 @@ def compile_run(config, mesh) -> CompiledRun:
     init_key, step_key, aug_key = run_keys(config.seed)
     step = functools.partial(make_step(config, model, tx, train_metrics, inputs), (step_key, aug_key))
     repl, sharded = mesh_lib.replicated(mesh), mesh_lib.batch_sharded(mesh)
-    example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
+    example = example_batch(config, ds)
 
     @functools.partial(jax.jit, out_shardings=repl)
     def init():

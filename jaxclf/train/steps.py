@@ -10,6 +10,7 @@ the base key and ``state.step``, so nothing random is carried in the state.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from typing import Any, Callable
 
@@ -30,17 +31,34 @@ class TrainState:
     opt_state: Any
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, example: jax.Array, key) -> TrainState:
-    """Initialises parameters from one example batch (shapes only matter)."""
-    variables = model.init({"params": key, "dropout": key}, example, train=False)
+def init_state(model: nn.Module, tx: optax.GradientTransformation, example, key) -> TrainState:
+    """Initialises parameters from one example batch (shapes only matter): an inputs array, or
+    a batch dict with 'labels' for models that read their targets (see ``model_inputs``)."""
+    batch = example if isinstance(example, dict) else {"inputs": example}
+    variables = model.init({"params": key, "dropout": key}, batch["inputs"], train=False, **model_inputs(model, batch))
     variables = dict(variables)
     params = variables.pop("params")
     return TrainState(jnp.zeros((), jnp.int32), params, variables, tx.init(params))
 
 
+def model_inputs(model, batch: dict) -> dict:
+    """The keyword arguments a model's ``__call__`` takes from the batch besides its inputs:
+    ``lengths`` (the valid steps of variable-length sequences) when the batch has them, and
+    ``targets=batch['labels']`` for models that read their targets (teacher forcing: the
+    generator, seq2seq). Decided by the model's signature, not by its name."""
+    params = inspect.signature(model.__call__).parameters  # a FrozenBatchNorm forwards to its model
+    kwargs = {"lengths": batch["lengths"]} if "lengths" in batch and "lengths" in params else {}
+    if "targets" in params:
+        if "labels" not in batch:
+            raise ValueError(f"{type(getattr(model, 'model', model)).__name__} reads its targets (teacher forcing): "
+                             "the batch needs 'labels' (per-step tokens, task 'sequence')")
+        kwargs["targets"] = batch["labels"]
+    return kwargs
+
+
 def _apply(model, state_vars, params, batch: dict, *, train: bool, key=None):
-    """Runs the model on ``batch['inputs']`` (and ``batch['lengths']`` for variable-length
-    sequences); returns (outputs, updated non-param collections).
+    """Runs the model on ``batch['inputs']`` and what ``model_inputs`` adds (lengths,
+    teacher-forced targets); returns (outputs, updated non-param collections).
 
     In training, a model with auxiliary heads (GoogLeNet's ``aux_logits``) sows their logits
     as ``intermediates/aux_logits``; the outputs are then ``(logits, aux_logits)``.
@@ -48,9 +66,9 @@ def _apply(model, state_vars, params, batch: dict, *, train: bool, key=None):
     variables = {"params": params, **state_vars}
     aux = train and getattr(model, "aux_logits", False)
     mutable = [*state_vars, "intermediates"] if aux else (list(state_vars) if train and state_vars else False)
-    kwargs = {"lengths": batch["lengths"]} if "lengths" in batch else {}
     out = model.apply(
-        variables, batch["inputs"], train=train, rngs={"dropout": key} if key is not None else None, mutable=mutable, **kwargs
+        variables, batch["inputs"], train=train, rngs={"dropout": key} if key is not None else None, mutable=mutable,
+        **model_inputs(model, batch),
     )
     if not mutable:
         return out, state_vars
@@ -95,6 +113,34 @@ def classification_loss(per_example_loss: Callable, aux_weight: float = 0.3) -> 
         for aux_logits in aux:
             total = total + aux_weight * _masked_mean(per_example_loss(aux_logits, labels), mask)
         return total, {"logits": logits, "labels": labels, "loss": per_example, "mask": mask}
+
+    return loss
+
+
+def step_mask(batch: dict, steps: int) -> jax.Array:
+    """(B, steps) weights of per-step targets: each example's mask, times its valid steps when
+    the batch has ``lengths`` (the targets are as long as the valid inputs: tagging,
+    copy/reverse; a generator's targets), else every step."""
+    mask = batch["mask"][:, None]
+    if "lengths" in batch:
+        return mask * (jnp.arange(steps)[None, :] < batch["lengths"][:, None])
+    return jnp.broadcast_to(mask, (mask.shape[0], steps))
+
+
+def sequence_loss(per_example_loss: Callable) -> Callable:
+    """``(outputs, batch, step) -> (loss, metric inputs)`` for per-step targets (task
+    'sequence': labels (B, T) token ids, logits (B, T, C)): every (example, step) is one row
+    of :func:`classification_loss`, weighted by :func:`step_mask`, so the loss is the mean
+    over valid tokens and the metrics (accuracy, ...) are token-level."""
+    rows = classification_loss(per_example_loss)
+
+    def loss(outputs, batch, step):
+        labels = batch["labels"]
+        if outputs.ndim != 3 or outputs.shape[:2] != labels.shape:
+            raise ValueError(f"task 'sequence' needs per-step logits (B, T, classes) for labels of shape "
+                             f"{labels.shape}; the model gives shape {outputs.shape}")
+        flat = {"labels": labels.reshape(-1), "mask": step_mask(batch, labels.shape[1]).reshape(-1)}
+        return rows(outputs.reshape(-1, outputs.shape[-1]), flat, step)
 
     return loss
 
@@ -161,17 +207,17 @@ def eval_step(state: TrainState, batch: dict, *, model, loss_fn: Callable, metri
 def make_loss(model, *, task: str, label_smoothing=0.0, class_weights=None, aux_weight=0.3,
               family_loss: Callable | None = None) -> Callable:
     """The task's ``(outputs, batch, step) -> (loss, metric inputs)``: the model family's own
-    loss for task 'generative', else the classification loss."""
+    loss for task 'generative', the per-step one for 'sequence', else the classification loss."""
     if task == "generative":
         return model_loss(family_loss)
     per_example = functools.partial(
         losses.per_example_loss,
-        task=task,
+        task="multiclass" if task == "sequence" else task,
         one_vs_rest=getattr(model, "one_vs_rest", False),
         label_smoothing=label_smoothing,
         class_weights=class_weights,
     )
-    return classification_loss(per_example, aux_weight)
+    return sequence_loss(per_example) if task == "sequence" else classification_loss(per_example, aux_weight)
 
 
 def make_steps(

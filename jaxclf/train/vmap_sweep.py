@@ -125,7 +125,7 @@ def train(configs, *, device=None):
     step = compiled.make_step(base, model, tx, metric_set, inputs)  # the loop's step, vmapped below
     keys = jnp.stack([compiled.run_keys(c.seed) for c in configs])  # per point: init, step, augmentation
     hypers = {name: jnp.asarray([c.optim[k.split(".")[1]] for c in configs], jnp.float32) for k, name in _HYPER.items()}
-    example = jnp.zeros((1, *ds.input_shape), ds.input_dtype)
+    example = compiled.example_batch(base, ds)
 
     def init_one(key, hyper):
         s = steps_lib.init_state(model, tx, example, key[0])

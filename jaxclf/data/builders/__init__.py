@@ -6,7 +6,7 @@ plain tensors and class labels, which TFDS encodes and decodes without TensorFlo
 prepared as ArrayRecord and read through ``tfds.data_source`` (``jaxclf.data.sources``).
 """
 
-from jaxclf.data.builders import digits, first_symbol, mnist1d, sketches, tabular
+from jaxclf.data.builders import digits, first_symbol, mnist1d, sequence_tasks, sketches, tabular
 
 BUILDERS = {
     "digits": digits.Digits,
@@ -16,4 +16,7 @@ BUILDERS = {
     "first_symbol": first_symbol.FirstSymbol,
     "sketch_shapes": sketches.SketchShapes,
     "sketch_quickdraw": sketches.SketchQuickdraw,
+    "token_order": sequence_tasks.TokenOrder,
+    "running_parity": sequence_tasks.RunningParity,
+    "class_sequences": sequence_tasks.ClassSequences,
 }
