@@ -102,11 +102,11 @@ def measure(data_dir: Path, workers: int, batch: int, steps: int) -> dict:
     """Images/s of ``steps`` training batches through ``stream`` with ``workers`` workers."""
     from jaxclf.data import stream
 
-    split = streaming.StreamSplit(dataset_config(data_dir, workers), "train", True, seed=0)
-    make = streaming.TrainRows(split, batch, np.arange(batch))
+    split = stream.StreamSplit(dataset_config(data_dir, workers), "train", True, seed=0)
+    make = stream.TrainRows(split, batch, np.arange(batch))
     t0 = time.perf_counter()
     times, cpu = [], []
-    for out in streaming.stream(make, range(steps), workers, what="benchmark batches"):
+    for out in stream.stream(make, range(steps), workers, what="benchmark batches"):
         assert out["inputs"].shape == (batch, 224, 224, 3) and out["inputs"].dtype == np.uint8
         times.append(time.perf_counter())
         cpu.append(time.process_time())

@@ -15,7 +15,8 @@ from jaxclf import config as config_lib
 from jaxclf import data, metrics, models
 from jaxclf.data.builders import sequence_tasks as st
 from jaxclf.models import recurrent
-from jaxclf.train import build_model, checkpoint, train_and_evaluate
+from jaxclf.run import train_and_evaluate
+from jaxclf.train import checkpoint
 from jaxclf.train import steps as steps_lib
 from jaxclf.transfer import freeze_batch_norm
 
@@ -137,7 +138,7 @@ def test_sequence_config_smoke_variant_trains_and_scores_tokens(name, arg, teach
     assert json.loads((tmp_path / "results.json").read_text()) == results
     # The reported accuracy is that of every test token under the final parameters.
     test = data.load(c.dataset).splits["test"]
-    model = build_model(c, st.SYMBOLS + 1 if teacher_forced else 2)
+    model = models.from_config(c, st.SYMBOLS + 1 if teacher_forced else 2)
     params = checkpoint.load(str(tmp_path / "checkpoints"))[1]["state"]["params"]
     kwargs = {"targets": test.labels} if teacher_forced else {}
     logits = np.asarray(jax.jit(lambda p: model.apply({"params": p}, test.inputs, train=False, **kwargs))(params))

@@ -46,12 +46,12 @@ def load_run(run_dir: Path):
     import ml_collections
 
     from jaxclf import data
-    from jaxclf.train import build_model, checkpoint
-
+    from jaxclf import models
+    from jaxclf.train import checkpoint
     config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
     ds = data.load(config.dataset)
     params = checkpoint.load(str(run_dir / "checkpoints"))[1]["state"]["params"]
-    return config, build_model(config, ds.num_classes), params, ds.splits["test"]
+    return config, models.from_config(config, ds.num_classes), params, ds.splits["test"]
 
 
 def greedy_accuracy(model, params, split) -> tuple[float, float]:

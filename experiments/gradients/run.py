@@ -90,8 +90,7 @@ def load_config(arg: str, seed: int):
 
 def run(root: Path, arg: str, seed: int) -> dict:
     """Trains (or reuses) one run; returns its test accuracy, or how it diverged."""
-    from jaxclf.train import train_and_evaluate
-
+    from jaxclf.run import train_and_evaluate
     wd = workdir(root, arg, seed)
     done, diverged = wd / "results.json", wd / "diverged.json"
     if not done.exists() and not diverged.exists():
@@ -258,10 +257,9 @@ def init_params(config, num_classes: int, example):
     """The parameters the loop starts from (its init key is the first of three from the seed)."""
     import jax
 
-    from jaxclf.train import build_model
-
+    from jaxclf import models
     init_key = jax.random.split(jax.random.key(config.seed), 3)[0]
-    variables = build_model(config, num_classes).init({"params": init_key, "dropout": init_key}, example, train=False)
+    variables = models.from_config(config, num_classes).init({"params": init_key, "dropout": init_key}, example, train=False)
     return variables["params"]
 
 

@@ -16,5 +16,5 @@ from jaxclf.data.input_pipeline import (
     train_indices,
 )
 
-__all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "index_tables", "load",
+__all__ = ["Dataset", "Split", "augment_batch", "check_exists", "dataset_record", "eval_batches", "index_tables", "load", "stream",
            "prepare", "table_indices", "train_indices"]
