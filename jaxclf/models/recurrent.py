@@ -19,6 +19,8 @@ Parameters are grouped per layer (``encoder/layer_0/fwd/cell/...``, ``head``) so
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 from typing import Any, Mapping
 
@@ -223,14 +225,9 @@ class BiLayer(nn.Module):
         return jnp.concatenate(outputs, -1), jnp.concatenate(summary, -1), tuple(carries)
 
 
-class Encoder(nn.Module):
-    """Stacked ``BiLayer``s ``layer_0 .. layer_{n-1}``, dropout between them.
-
-    Returns ``(outputs, summary, carries)`` of the last layer (see ``BiLayer``) and the
-    dict of every layer's outputs ``{'layer_0': (B, T, D*H), ...}``. ``remat``
-    rematerialises each layer: its scan is recomputed in the backward pass instead of
-    storing every step's gates.
-    """
+class RecurrentModel(nn.Module):
+    """The attributes every recurrent model shares (documented in each model's docstring by
+    :func:`with_recurrent_attributes`); a model changes a default by declaring it again."""
 
     cell: str = "lstm"
     hidden: int = 128
@@ -239,10 +236,30 @@ class Encoder(nn.Module):
     dropout_rate: float = 0.0
     hoist: bool = True
     unroll: int = 1
-    dtype: Any = jnp.float32
-    cell_options: Mapping | None = None
-    param_dtype: Any = jnp.float32
     remat: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    cell_options: Mapping | None = None
+
+    @nn.nowrap
+    def make_encoder(self, dtype, **kwargs) -> "Encoder":
+        """The stacked (bi)directional layers these attributes describe, computing in ``dtype``."""
+        return Encoder(**{**shared_attributes(self), "dtype": dtype}, **kwargs)
+
+
+def shared_attributes(model: RecurrentModel) -> dict:
+    """``model``'s values of the attributes every recurrent model shares."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(RecurrentModel) if f.name not in ("parent", "name")}
+
+
+class Encoder(RecurrentModel):
+    """Stacked ``BiLayer``s ``layer_0 .. layer_{n-1}``, dropout between them.
+
+    Returns ``(outputs, summary, carries)`` of the last layer (see ``BiLayer``) and the
+    dict of every layer's outputs ``{'layer_0': (B, T, D*H), ...}``. ``remat``
+    rematerialises each layer: its scan is recomputed in the backward pass instead of
+    storing every step's gates.
+    """
 
     @nn.compact
     def __call__(self, x, lengths=None, *, train: bool):
@@ -335,7 +352,7 @@ def with_recurrent_attributes(cls: type) -> type:
 
 
 @with_recurrent_attributes
-class RNNClassifier(nn.Module):
+class RNNClassifier(RecurrentModel):
     """Many-to-one: encode the sequence, pool over valid steps, classify.
 
     Attributes:
@@ -347,18 +364,7 @@ class RNNClassifier(nn.Module):
     """
 
     num_classes: int = 10
-    cell: str = "lstm"
-    hidden: int = 128
-    num_layers: int = 1
-    bidirectional: bool = False
     pooling: str = "last"
-    dropout_rate: float = 0.0
-    hoist: bool = True
-    unroll: int = 1
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    cell_options: Mapping | None = None
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool, output: str = "logits"):
@@ -368,10 +374,7 @@ class RNNClassifier(nn.Module):
         check_output(self, output)
         lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
         dtype = as_dtype(self.dtype)
-        h, summary, _, stages = Encoder(
-            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
-        )(x.astype(jnp.float32), lengths, train=train)
+        h, summary, _, stages = self.make_encoder(dtype, name="encoder")(x.astype(jnp.float32), lengths, train=train)
         z = pool(h, summary, lengths)
         if lengths is not None:  # a zero-length row: zero features (the zero initial state)
             z = jnp.where((lengths > 0)[:, None], z, 0.0)
@@ -393,7 +396,7 @@ class RNNClassifier(nn.Module):
 
 
 @with_recurrent_attributes
-class RNNTagger(nn.Module):
+class RNNTagger(RecurrentModel):
     """Many-to-many (one label per step): logits ``(B, T, classes)``, zero at padding.
 
     Attributes:
@@ -401,17 +404,7 @@ class RNNTagger(nn.Module):
     """
 
     num_classes: int = 10
-    cell: str = "lstm"
-    hidden: int = 128
-    num_layers: int = 1
     bidirectional: bool = True
-    dropout_rate: float = 0.0
-    hoist: bool = True
-    unroll: int = 1
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    cell_options: Mapping | None = None
 
     @nn.compact
     def __call__(self, x, *, lengths=None, mask=None, train: bool, output: str = "logits"):
@@ -419,10 +412,7 @@ class RNNTagger(nn.Module):
         check_output(self, output)
         lengths = checked_lengths(self, resolve_lengths(lengths, mask), x.shape[0], x.shape[1])
         dtype = as_dtype(self.dtype)
-        h, _, _, stages = Encoder(
-            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, dtype, self.cell_options, self.param_dtype, self.remat, name="encoder",
-        )(x.astype(jnp.float32), lengths, train=train)
+        h, _, _, stages = self.make_encoder(dtype, name="encoder")(x.astype(jnp.float32), lengths, train=train)
         h = h * sequence_mask(lengths, x.shape[1])[..., None]
         if output == "logits" and self.num_classes:
             h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -582,7 +572,7 @@ ATTENTIONS = ("luong", "none")
 
 
 @with_recurrent_attributes
-class Seq2Seq(nn.Module):
+class Seq2Seq(RecurrentModel):
     """Encoder-decoder with Luong ('general') attention over the encoder's valid steps, or
     none (``attention='none'``: the decoder's state alone feeds the output layer, so all it
     knows of the source is the encoder's final carry, the fixed-size bottleneck of Sutskever
@@ -608,27 +598,13 @@ class Seq2Seq(nn.Module):
     num_classes: int = 10
     end_token: int = 0
     attention: str = "luong"
-    cell: str = "lstm"
-    hidden: int = 128
-    num_layers: int = 1
-    bidirectional: bool = False
     embed_dim: int = 32
-    dropout_rate: float = 0.0
-    hoist: bool = True
-    unroll: int = 1
-    remat: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    cell_options: Mapping | None = None
 
     def setup(self):
         if self.attention not in ATTENTIONS:
             raise ValueError(f"Seq2Seq: unknown attention {self.attention!r}; valid: {', '.join(ATTENTIONS)}")
         pd = self.param_dtype
-        self.encoder = Encoder(
-            self.cell, self.hidden, self.num_layers, self.bidirectional, self.dropout_rate,
-            self.hoist, self.unroll, self.dtype, self.cell_options, pd, self.remat,
-        )
+        self.encoder = self.make_encoder(self.dtype)
         self.embed = nn.Embed(self.num_classes + 1, self.embed_dim, param_dtype=pd)
         self.decoder = Recurrence(self.cell, self.hidden, hoist=self.hoist, unroll=self.unroll,
                                   dtype=self.dtype, cell_options=self.cell_options, param_dtype=pd)

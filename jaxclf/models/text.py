@@ -64,7 +64,7 @@ _TOKEN_ARGS = """
 
 
 @recurrent.with_recurrent_attributes
-class TextRNN(nn.Module):
+class TextRNN(recurrent.RecurrentModel):
     """Embed, then ``recurrent.RNNClassifier`` (encode, pool over valid steps, classify).
 
     ``dropout_rate`` applies to the embeddings, between stacked layers and before the head.
@@ -80,18 +80,10 @@ class TextRNN(nn.Module):
     num_classes: int = 2
     vocab_size: int = 20_000
     embed_dim: int = 128
-    cell: str = "lstm"
-    hidden: int = 128
-    num_layers: int = 1
     bidirectional: bool = True
     pooling: str = "max"
-    dropout_rate: float = 0.0
-    hoist: bool = True
-    unroll: int = 1
-    remat: bool = False
     dtype: Any = "float32"
     param_dtype: Any = "float32"
-    cell_options: Any = None
 
     @nn.compact
     def __call__(self, tokens, *, lengths=None, mask=None, train: bool, output: str = "logits"):
@@ -100,11 +92,8 @@ class TextRNN(nn.Module):
         lengths = text_lengths(tokens, lengths, mask)
         embedded = _embed(self, tokens, self.embed_dim).astype(jnp.float32)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedded)
-        out = recurrent.RNNClassifier(
-            self.num_classes, self.cell, self.hidden, self.num_layers, self.bidirectional, self.pooling,
-            self.dropout_rate, self.hoist, self.unroll, self.remat, self.dtype, self.param_dtype,
-            self.cell_options, name="classifier",
-        )(x, lengths=lengths, train=train, output=output)
+        out = recurrent.RNNClassifier(num_classes=self.num_classes, pooling=self.pooling, **recurrent.shared_attributes(self),
+                                      name="classifier")(x, lengths=lengths, train=train, output=output)
         return {"embed": embedded, **out} if output == "stages" else out
 
     __call__.__doc__ = """Classifies a batch of texts.
