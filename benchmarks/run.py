@@ -162,7 +162,7 @@ def _mib(nbytes) -> str:
 
 
 TRAIN_NOTES = (
-    "- Parameter counts are asserted equal. jaxclf's step (`state.make_steps`) also computes the batch's "
+    "- Parameter counts are asserted equal. jaxclf's step (`steps.make_steps`) also computes the batch's "
     "metric state and the global gradient norm; PyTorch's is `zero_grad`, `loss.backward()`, `SGD.step()`.",
     "- VGG-11: no CIFAR-size VGG is registered; `vgg11` with `hidden=()`, `pool_size=1`, `dropout_rate=0` "
     "(the head of `configs/vgg16_bn_cifar10.py`: 1x1x512 features -> 10).",
