@@ -144,7 +144,12 @@ def test_binned_auc_bounds_contain_exact(p):
     exact = float(M.roc_auc(y, s, sample_weight=w))
     assert float(out["lower"][0]) - 1e-6 <= exact <= float(out["upper"][0]) + 1e-6
     assert float(out["lower"][0]) <= float(out["auc"][0]) <= float(out["upper"][0])
-    # one bin per distinct score (all scores on the grid): the binned AUC is exact
+
+
+@given(scored())
+@settings(max_examples=4, deadline=None, derandomize=True)  # each builds a 2**20-bin histogram
+def test_binned_auc_is_exact_with_one_bin_per_distinct_score(p):
+    y, s, w, _ = p
     fine = M.BinnedAUC(num_classes=1, num_bins=1 << 20)
     grid = np.floor(s * 16) / 16
     np.testing.assert_allclose(

@@ -37,7 +37,7 @@ def _records(workdir):
 
 def test_sketch_rnn_trains_resumes_and_draws_through_the_loop(tfds_dir, tmp_path):
     c = _config("sketch_rnn_shapes.py", tfds_dir)
-    c.train.num_steps = 4
+    c.train.num_steps = c.train.eval_every = 4  # logs every step, evaluates once (the results compared)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     expected = train_and_evaluate(c, whole, devices=jax.devices()[:1])
     assert set(expected["test"]) == {"loss", "recon", "offsets", "pen", "kl", "kl_weight"}
