@@ -23,7 +23,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
+import functools
+
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 jax.config.update("jax_num_cpu_devices", 4)
@@ -53,3 +57,33 @@ def smoke_config(tfds_dir):
     c.train.eval_batch_size = 64
     c.eval.report = False
     return c
+
+
+CONV_NET_LEAVES = ("['kernel']", "['bias']", "['scale']", "['mean']", "['var']")
+
+
+def fast_init(model, *args, **init_kwargs):
+    """Variables with init's shapes but values drawn by numpy (He-scaled normal kernels,
+    unit norm scales, zero biases and means, unit variances); None when a leaf is none of
+    those (e.g. a recurrent cell's or an embedding's: use ``model.init`` for such models).
+
+    Compiling ``model.init`` on CPU is dominated by the threefry PRNG and takes up to a
+    minute for GoogLeNet; the tests of training behaviour and of transformations only need
+    sensible values.
+    """
+    init_kwargs.setdefault("train", False)
+    shapes = jax.eval_shape(functools.partial(model.init, **init_kwargs), jax.random.key(0), *args)
+    names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(shapes)]
+    if not all(n.endswith(CONV_NET_LEAVES) for n in names):
+        return None
+    rng = np.random.default_rng(0)
+
+    def fill(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['kernel']"):
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            return jnp.asarray(rng.normal(0, np.sqrt(2 / fan_in), leaf.shape), leaf.dtype)
+        is_one = name.endswith("['scale']") or name.endswith("['var']")
+        return jnp.full(leaf.shape, 1.0 if is_one else 0.0, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)

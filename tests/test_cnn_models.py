@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import fast_init
 from jaxclf import models
 from jaxclf.models import alexnet, resnet, vgg
 from jaxclf.summary import abstract_variables, count_params, layer_macs
@@ -88,26 +89,6 @@ def test_any_resolution_channels_and_classes():
     for name in ("resnet50", "googlenet", "resnet20"):
         logits, _ = shapes(models.create(name, num_classes=5), (1, 40, 56, 2))
         assert logits.shape == (1, 5)
-
-
-def fast_init(model, x):
-    """Variables with init's shapes but values drawn by numpy (He-scaled normal kernels,
-    unit norm scales, zero biases and means, unit variances).
-
-    Compiling ``model.init`` on CPU is dominated by the threefry PRNG and takes up to a
-    minute for GoogLeNet; the tests of training behaviour only need sensible values.
-    """
-    rng = np.random.default_rng(0)
-
-    def fill(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if name.endswith("['kernel']"):
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return jnp.asarray(rng.normal(0, np.sqrt(2 / fan_in), leaf.shape), leaf.dtype)
-        is_one = name.endswith("['scale']") or name.endswith("['var']")
-        return jnp.full(leaf.shape, 1.0 if is_one else 0.0, leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x))
 
 
 def tree_changed(before, after):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fast_init
 from jaxclf import cpu, models
 
 B = 2
@@ -101,8 +102,8 @@ def _setup(name: str):
     init = functools.partial(model.init, **extra)
     if spec.abstract:  # shapes only: nothing compiled
         variables = jax.eval_shape(init, jax.random.key(2), x)
-    else:
-        variables = jax.jit(init)(jax.random.key(2), x)
+    else:  # conv nets: numpy-drawn values (compiling init's PRNG would dominate)
+        variables = fast_init(model, x, **extra) or jax.jit(init)(jax.random.key(2), x)
     params = variables["params"]
     rest = {k: v for k, v in variables.items() if k != "params"}
     if spec.abstract:  # closed over by _forward: constants (batch statistics; shapes are what count)

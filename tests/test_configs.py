@@ -95,6 +95,7 @@ def test_imagenet_smoke_variant_streams_mock_data(tmp_path, tfds_dir):
     # The stream is what this tests: a narrow AlexNet (the full one is 57M parameters,
     # checkpointed every step) trains on the same batches.
     c.model.widths, c.model.hidden = (8, 16, 16, 16, 16), (32, 32)
+    c.train.eval_every = c.train.num_steps  # each evaluation streams through new workers
     with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     assert set(results["validation"]) == {"accuracy", "top5_accuracy", "loss"}
@@ -108,6 +109,7 @@ def test_smoke_variant_trains(name, tmp_path, tfds_dir):
         c.dataset.data_dir = tfds_dir
     c.train.progress = False
     c.train.allow_unusual = True  # mock data (16 examples) can hold fewer examples than a batch
+    c.eval.report = False  # the report's figures are tested per task in test_report.py
     if c.dataset.name in builders.BUILDERS:
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     else:
