@@ -96,6 +96,7 @@ def test_imagenet_smoke_variant_streams_mock_data(tmp_path, tfds_dir):
     # checkpointed every step) trains on the same batches.
     c.model.widths, c.model.hidden = (8, 16, 16, 16, 16), (32, 32)
     c.train.eval_every = c.train.num_steps  # each evaluation streams through new workers
+    c.dataset.stream.num_workers = 1  # worker counts: test_streaming.py
     with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
         results = train_and_evaluate(c, tmp_path, devices=jax.devices()[:1])
     assert set(results["validation"]) == {"accuracy", "top5_accuracy", "loss"}

@@ -1,6 +1,6 @@
 """Several processes through jax.distributed on 127.0.0.1 train like one: two processes of
-one CPU device each, and two of two devices each (four devices in all); a checkpoint written
-by two processes resumes in one.
+two devices each (four devices in all) match one process on one device, and a checkpoint
+written by the two processes resumes in one.
 
 Every run is a subprocess (each costs a Python start-up importing JAX and TensorFlow), and
 all are compared with one module-wide single-process reference run.
@@ -83,18 +83,19 @@ def single(tmp_path_factory, tfds_dir):
     return workdir
 
 
-def test_two_processes_match_one_and_their_checkpoint_resumes_in_one(single, tmp_path, tfds_dir):
-    two = tmp_path / "two"
-    stdouts = run_processes(two, tfds_dir, 2)
+def test_two_processes_of_two_devices_match_one_and_their_checkpoint_resumes_in_one(single, tmp_path, tfds_dir):
+    """Four devices over two processes (each process holds two shards of every batch) train
+    like one device; their step-3 checkpoint, as if they had been stopped after it, resumes in
+    one process on one device."""
+    four = tmp_path / "four"
+    stdouts = run_processes(four, tfds_dir, 2, local_devices=2)
     assert '"accuracy"' in stdouts[0]  # process 0 prints the results
-    assert (two / "results.json").read_text() != ""
-    (s1, p1), (s2, p2) = params(single), params(two)
-    assert s1 == s2 == 6
-    assert_close(p1, p2)
-
-    # The two processes' step-3 checkpoint, as if they had been stopped after it, resumes in one.
+    assert (four / "results.json").read_text() != ""
+    (s1, p1), (s4, p4) = params(single), params(four)
+    assert s1 == s4 == 6
+    assert_close(p1, p4)
     resumed = tmp_path / "resumed"
-    shutil.copytree(two, resumed)
+    shutil.copytree(four, resumed)
     shutil.rmtree(resumed / "checkpoints" / "6")
     (resumed / "results.json").unlink()
     out = subprocess.run(command(resumed, tfds_dir), env=env(), capture_output=True, text=True, timeout=300)
@@ -103,11 +104,3 @@ def test_two_processes_match_one_and_their_checkpoint_resumes_in_one(single, tmp
     s3, p3 = params(resumed)
     assert s3 == 6
     assert_close(p1, p3)
-
-
-def test_two_processes_of_two_devices_match_one(single, tmp_path, tfds_dir):
-    """Four devices over two processes: each process holds two shards of every batch."""
-    run_processes(tmp_path / "four", tfds_dir, 2, local_devices=2)
-    (s1, p1), (s4, p4) = params(single), params(tmp_path / "four")
-    assert s1 == s4 == 6
-    assert_close(p1, p4)
