@@ -14,7 +14,7 @@ from jaxclf.train import checkpoint
 
 from conftest import REPO
 
-KILLS = 6  # at least this many kills, of which at least two during a save
+KILLS = 4  # at least this many kills, of which at least two during a save
 MAX_KILLS = 14
 
 
