@@ -87,3 +87,13 @@ def fast_init(model, *args, **init_kwargs):
         return jnp.full(leaf.shape, 1.0 if is_one else 0.0, leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def stablehlo_ops(mlir_text: str) -> dict[str, int]:
+    """How many of each StableHLO op a module holds (to compare two lowerings)."""
+    counts: dict[str, int] = {}
+    for token in mlir_text.split():
+        if token.startswith(("stablehlo.", '"stablehlo.')):
+            op = token.strip('"').split("(")[0]
+            counts[op] = counts.get(op, 0) + 1
+    return counts

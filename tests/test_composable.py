@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fast_init
+from conftest import fast_init, stablehlo_ops
 from jaxclf import cpu, models
 
 B = 2
@@ -214,16 +214,6 @@ def test_export_serialise_deserialise_gives_the_models_logits(name):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours, ref)
 
 
-def _ops(mlir_text: str) -> dict[str, int]:
-    """How many of each StableHLO op a module holds."""
-    counts: dict[str, int] = {}
-    for token in mlir_text.split():
-        if token.startswith(("stablehlo.", '"stablehlo.')):
-            op = token.strip('"').split("(")[0]
-            counts[op] = counts.get(op, 0) + 1
-    return counts
-
-
 def _custom_calls(mlir_text: str) -> dict[str, int]:
     """The targets of a module's custom calls (``@Sharding`` comes from sharding constraints)."""
     counts: dict[str, int] = {}
@@ -240,8 +230,8 @@ def _assert_plain_for_accelerators(optimized_text: str, plain_text: str):
     calls = _custom_calls(optimized_text)
     assert set(calls) <= {"Sharding"}, calls
     assert calls == _custom_calls(plain_text)
-    assert _ops(optimized_text) == _ops(plain_text)
-    assert _ops(plain_text)  # what the comparison counts exists
+    assert stablehlo_ops(optimized_text) == stablehlo_ops(plain_text)
+    assert stablehlo_ops(plain_text)  # what the comparison counts exists
 
 
 def _assert_exports_are_plain(optimized, plain, *args, **static):

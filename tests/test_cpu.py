@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from conftest import stablehlo_ops
 from jaxclf import cpu, models
 from jaxclf.cpu import conv as cpu_conv
 from jaxclf.cpu import onednn
@@ -201,21 +202,11 @@ def test_programs_for_other_platforms_and_export_are_the_original():
         fast = jax.jit(cpu.optimize(step)).trace(params, x).lower(lowering_platforms=(platform,)).as_text()
         plain = jax.jit(step).trace(params, x).lower(lowering_platforms=(platform,)).as_text()
         assert "custom_call" not in fast
-        assert _ops(fast) == _ops(plain)
+        assert stablehlo_ops(fast) == stablehlo_ops(plain)
     exported = jax.export.export(jax.jit(cpu.optimize(step)))(params, x)
     assert "custom_call" not in exported.mlir_module()
     restored = jax.export.deserialize(exported.serialize())
     _assert_close(restored.call(params, x), jax.jit(step)(params, x), rtol=1e-5)
-
-
-def _ops(mlir_text: str) -> dict[str, int]:
-    """How many of each StableHLO op a module holds."""
-    counts: dict[str, int] = {}
-    for token in mlir_text.split():
-        if token.startswith(("stablehlo.", '"stablehlo.')):
-            op = token.strip('"').split("(")[0]
-            counts[op] = counts.get(op, 0) + 1
-    return counts
 
 
 def test_onednn_runs_on_one_device_only(monkeypatch):
