@@ -130,13 +130,6 @@ def check_unusual(config, num_classes: int, num_train: int) -> None:
                          f"({num_train} examples){hint}")
 
 
-def model_kwargs(config) -> dict:
-    """The model section without its name: keyword arguments for models.create."""
-    from jaxclf.models import config as models_config
-
-    return models_config.kwargs(config.model)
-
-
 def validate(config) -> None:
     """Raises ValueError for names and values that would only fail later, listing valid ones:
     each section's own checks, then those across sections."""

@@ -237,7 +237,7 @@ def test_configs_share_one_vocab_size():
         for variant in (None, "smoke", "cnn", "cnn_smoke"):
             c = config_lib.load(os.path.join(REPO, "configs", f"{name}.py"), variant)
             c.dataset.text.vocab_size = 123  # as --config.dataset.text.vocab_size=123 would
-            assert config_lib.model_kwargs(c)["vocab_size"] == 123
+            assert models.from_config(c, 2).vocab_size == 123
 
 
 def test_mock_text_loads_as_varied_token_ids(tfds_dir):

@@ -43,14 +43,12 @@ def run_sweep(workdir: Path, arg: str | None, parallel: int) -> None:
 
 def load_run(run_dir: Path):
     """(config, model, params, test split) of a finished run."""
-    import ml_collections
-
-    from jaxclf import data
-    from jaxclf import models
+    from jaxclf import data, models, predict
     from jaxclf.train import checkpoint
-    config = ml_collections.ConfigDict(json.loads((run_dir / "config.json").read_text()))
+
+    config = predict.read_config(run_dir)
     ds = data.load(config.dataset)
-    params = checkpoint.load(str(run_dir / "checkpoints"))[1]["state"]["params"]
+    params, _ = checkpoint.load_params(run_dir)
     return config, models.from_config(config, ds.num_classes), params, ds.splits["test"]
 
 

@@ -8,6 +8,7 @@ function over points that differ in seed and optimizer hyper-parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -113,12 +114,13 @@ class CompiledRun:
 
     def evaluate(self, state, splits=None) -> dict:
         """{split: merged metric state} over every example of each split (default: the
-        config's eval splits)."""
+        config's eval splits). A streamed split's workers stop as soon as it ends or fails."""
         out = {}
         for split in self.config.dataset.eval_splits if splits is None else splits:
             metric_state = self.empty_eval()
-            for batch_inputs in self.inputs.eval_inputs(split):
-                metric_state = self.eval_batch(state, metric_state, batch_inputs)
+            with contextlib.closing(self.inputs.eval_inputs(split)) as batches:
+                for batch_inputs in batches:
+                    metric_state = self.eval_batch(state, metric_state, batch_inputs)
             out[split] = metric_state
         return out
 

@@ -94,7 +94,8 @@ class StreamedInputs:
         try:
             for start, stop in ranges:
                 chunk = [next(batches) for _ in range(stop - start)]
-                host = {k: np.stack([b[k] for b in chunk]) for k in chunk[0]}
+                # one step (K = 1, the usual streaming case): a view, not a copy of the batch
+                host = {k: chunk[0][k][None] if len(chunk) == 1 else np.stack([b[k] for b in chunk]) for k in chunk[0]}
                 yield None, {k: mesh_lib.global_array_from_rows(v, self._rows, self._steps_sharded, self.batch_size, 1)
                              for k, v in host.items()}
         finally:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxclf import config as config_lib
 from jaxclf import cpu, data, models
 from jaxclf.train import checkpoint, compiled, inputs as inputs_lib, mesh as mesh_lib, optim, steps as steps_lib, train_stats
 from jaxclf.train import workdir as workdir_lib
@@ -198,7 +199,7 @@ def evaluate(configs, inputs, metric_set, state) -> list[dict]:
 def write_point(config, workdir: Path, ds, state, stats, logs_i, results) -> None:
     """One point as a normal run directory (the loop's files and checkpoint layout)."""
     workdir = workdir_lib.prepare(workdir)
-    workdir_lib.record_config(workdir, config.to_dict())
+    workdir_lib.record_config(workdir, config.to_dict(), defaults=config_lib.base_config().to_dict())
     state = state.replace(opt_state=_loop_opt_state(config, state.params, state.opt_state))
     ckpt = checkpoint.manager(workdir / "checkpoints", config.train.keep_checkpoints)
     try:
